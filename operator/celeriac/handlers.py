@@ -1,0 +1,61 @@
+"""kopf handlers: read, call the pure reconcile functions, write status. Thin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import kube, reconcile
+from .api import GROUP, VERSION, WORKER_POOL, WORKFLOW_BROKER
+from .conditions import now_rfc3339
+
+PREFIX = "celeriac.io"
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our own annotation names, not kopf's defaults, on objects users own.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    memo.api = kube.api_client()
+
+
+@kopf.on.resume(GROUP, VERSION, WORKFLOW_BROKER.plural)
+@kopf.on.create(GROUP, VERSION, WORKFLOW_BROKER.plural)
+@kopf.on.update(GROUP, VERSION, WORKFLOW_BROKER.plural)
+def reconcile_broker(
+    spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any
+) -> None:
+    patch.status.update(
+        reconcile.broker_status(dict(spec), meta["generation"], dict(status), now_rfc3339())
+    )
+
+
+@kopf.on.resume(GROUP, VERSION, WORKER_POOL.plural)
+@kopf.on.create(GROUP, VERSION, WORKER_POOL.plural)
+@kopf.on.update(GROUP, VERSION, WORKER_POOL.plural)
+def reconcile_pool(
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    ref = (spec.get("brokerRef") or {}).get("name")
+    broker = (
+        kube.get_custom(memo.api, GROUP, VERSION, WORKFLOW_BROKER.plural, namespace, ref)
+        if ref and namespace
+        else None
+    )
+    patch.status.update(
+        reconcile.pool_status(dict(spec), meta["generation"], dict(status), broker, now_rfc3339())
+    )

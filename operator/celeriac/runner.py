@@ -1,0 +1,80 @@
+"""`celeriac run`: the operator process, against KUBECONFIG or a local plane."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import kopf
+
+from . import kube
+from .api.crdgen import all_crds
+
+log = logging.getLogger("celeriac")
+
+
+def say(message: str) -> None:
+    print(f"celeriac: {message}", file=sys.stderr, flush=True)
+
+
+def start_local_plane(stack: ExitStack, workdir: Path | None) -> str:
+    """Start the built-in control plane (development only) and install the CRDs."""
+    from .localplane.controlplane import ControlPlane
+
+    say(
+        "no reachable cluster in KUBECONFIG: starting the built-in LOCAL control plane "
+        "(development only; building it from Go modules the first time takes a while)"
+    )
+    plane = stack.enter_context(ControlPlane(workdir=workdir))
+    kubeconfig = str(plane.kubeconfig)
+    kube.apply_crds(kube.api_client(kubeconfig), all_crds())
+    say(f"local control plane ready at {plane.server}; CRDs installed")
+    say(f"use it with: export KUBECONFIG={kubeconfig}")
+    return kubeconfig
+
+
+def run(
+    namespaces: list[str],
+    kubeconfig: str | None,
+    local: bool | None,
+    install_crds: bool,
+    verbose: bool,
+    liveness: str | None,
+    workdir: Path | None = None,
+) -> int:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    with ExitStack() as stack:
+        if kubeconfig:
+            os.environ["KUBECONFIG"] = kubeconfig
+        use_local = local
+        if use_local is None:
+            try:
+                use_local = not kube.reachable(kube.api_client())
+            except Exception:
+                use_local = True
+        if use_local:
+            os.environ["KUBECONFIG"] = start_local_plane(stack, workdir)
+        else:
+            say("using the cluster in " + os.environ.get("KUBECONFIG", "the default kubeconfig"))
+            if install_crds:
+                kube.apply_crds(kube.api_client(), all_crds())
+                say("CRDs installed")
+        from . import handlers  # noqa: F401  (registers the kopf handlers)
+
+        scope = ", ".join(namespaces) if namespaces else "all namespaces"
+        say(f"operator running, watching {scope}")
+        # kopf handles SIGINT/SIGTERM itself and returns after a graceful stop.
+        asyncio.run(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                standalone=True,
+                liveness_endpoint=liveness,
+            )
+        )
+        say("operator stopped")
+    return 0
