@@ -27,6 +27,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.api = kube.api_client()
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own loaders read KUBECONFIG when called; the client library's default
+    # login captured it at import time, before `celeriac run` may have set it.
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.resume(GROUP, VERSION, WORKFLOW_BROKER.plural)
 @kopf.on.create(GROUP, VERSION, WORKFLOW_BROKER.plural)
 @kopf.on.update(GROUP, VERSION, WORKFLOW_BROKER.plural)

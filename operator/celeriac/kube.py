@@ -14,6 +14,8 @@ FIELD_MANAGER = "celeriac"
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """From a kubeconfig path, KUBECONFIG/~/.kube/config, or the in-cluster account."""
+    # Read KUBECONFIG now: the client library captures it once, at import time.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
     if not kubeconfig and os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token"):
         config.load_incluster_config()  # type: ignore[no-untyped-call]
         return client.ApiClient()

@@ -154,12 +154,13 @@ class RedisSpec(Model):
         "operator manages (ports, replication, auth, persistence, memory) are rejected.",
         json_schema_extra={
             "x-kubernetes-validations": [
-                {
-                    "rule": f"self.all(k, !(k in {_managed_list}))",
-                    "messageExpression": "'spec.redis.config: ' + self.filter(k, k in "
-                    + _managed_list
-                    + ").join(', ') + ' managed by the operator or unsafe'",
-                },
+                cel(
+                    # Iterate the fixed list, not the user's map: bounded CEL cost.
+                    f"!{_managed_list}.exists(d, d in self)",
+                    "spec.redis.config must not set directives the operator manages or that "
+                    "are unsafe (" + ", ".join(MANAGED_DIRECTIVES) + "); use the spec.redis "
+                    "fields instead",
+                ),
                 cel(
                     "self.all(k, k.matches('^[a-z][a-z0-9-]*$'))",
                     "spec.redis.config: directive names are lower-case words with dashes",

@@ -1,0 +1,69 @@
+"""Fixtures backed by a real local control plane (started lazily, once per session).
+
+Only tests that request `control_plane` (directly or through `kube_api`,
+`namespace` or `kubectl`) start it, so tests/unit never pays for it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from celeriac.localplane.controlplane import ControlPlane
+from helpers import Kubectl, namespace_name
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    # A pytest-managed workdir outlives the session, so logs survive a failed run
+    # (pytest keeps the last few basetemp directories).
+    plane = ControlPlane(workdir=tmp_path_factory.mktemp("control-plane"))
+    with plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    kubeconfig = str(control_plane.kubeconfig)
+    api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    yield api
+    api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kube_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test; deleted afterwards without waiting."""
+    core = client.CoreV1Api(kube_api)
+    name = namespace_name(request.node.name)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    try:
+        core.delete_namespace(name, propagation_policy="Background")
+    except ApiException as e:
+        if e.status not in (404, 409):
+            raise
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    """Run the built kubectl against the plane: kubectl("get", "pods", "-n", ns)."""
+    binary = str(control_plane.bin_dir / "kubectl")
+    kubeconfig = str(control_plane.kubeconfig)
+
+    def run(
+        *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, f"--kubeconfig={kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
