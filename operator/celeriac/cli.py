@@ -39,6 +39,30 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    import yaml
+    from pydantic import ValidationError
+
+    from .reconcile import validation_message
+    from .render.resources import RenderError, render_resources
+    from .render.yamlout import dump_all
+
+    docs = []
+    for path in args.filename:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    try:
+        objects = render_resources(docs, args.namespace)
+    except ValidationError as err:
+        print(f"celeriac render: invalid resource: {validation_message(err)}", file=sys.stderr)
+        return 1
+    except RenderError as err:
+        print(f"celeriac render: {err}", file=sys.stderr)
+        return 1
+    print(dump_all(objects), end="")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
@@ -105,6 +129,20 @@ def main(argv: list[str] | None = None) -> int:
         help="exit 1 when the files in --output differ from the models",
     )
     crds.set_defaults(func=cmd_crds)
+
+    render = sub.add_parser("render", help="print, offline, every object the operator would create")
+    render.add_argument(
+        "-f",
+        "--filename",
+        type=Path,
+        action="append",
+        required=True,
+        help="YAML file with resources (repeatable; - for stdin)",
+    )
+    render.add_argument(
+        "-n", "--namespace", default="default", help="namespace for resources that name none"
+    )
+    render.set_defaults(func=cmd_render)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _a: print(f"celeriac {__version__}") or 0)

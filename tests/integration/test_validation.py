@@ -103,6 +103,11 @@ CASES: list[tuple[str, tuple[str, dict[str, Any]], list[str]]] = [
         broker(redis={"config": {"Bad Key": "1"}}),
         ["spec.redis.config: directive names are lower-case"],
     ),
+    (
+        "config-newline",
+        broker(redis={"config": {"hz": "10\nrequirepass x"}}),
+        ["spec.redis.config.hz", "should match"],
+    ),
     ("tls-secret", broker(tls={"enabled": True}), ["spec.tls.secretName is required"]),
     ("database", broker(databases={"broker": 16}), ["spec.databases.broker"]),
     ("unknown-field", broker(redis={"replica": 2}), ['unknown field "spec.redis.replica"']),

@@ -147,7 +147,7 @@ class RedisSpec(Model):
     min_replicas_max_lag: int = Field(
         10, ge=1, le=3600, description="Seconds of replica lag tolerated by minReplicasToWrite."
     )
-    config: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
+    config: dict[str, Annotated[str, Field(max_length=1024, pattern=r"^[^\r\n]*$")]] | None = Field(
         None,
         max_length=64,
         description="Extra redis.conf directives (lower-case names). Directives the "
