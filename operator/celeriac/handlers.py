@@ -7,11 +7,12 @@ from typing import Any
 
 import kopf
 
-from . import kube, reconcile
+from . import brokers, kube, reconcile
 from .api import GROUP, VERSION, WORKER_POOL, WORKFLOW_BROKER
 from .conditions import now_rfc3339
 
 PREFIX = "celeriac.io"
+BROKER_POLL_SECONDS = 5.0  # safety net; topology events arrive faster
 
 
 @kopf.on.startup()
@@ -37,12 +38,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.resume(GROUP, VERSION, WORKFLOW_BROKER.plural)
 @kopf.on.create(GROUP, VERSION, WORKFLOW_BROKER.plural)
 @kopf.on.update(GROUP, VERSION, WORKFLOW_BROKER.plural)
-def reconcile_broker(
-    spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any
-) -> None:
-    patch.status.update(
-        reconcile.broker_status(dict(spec), meta["generation"], dict(status), now_rfc3339())
-    )
+@kopf.timer(GROUP, VERSION, WORKFLOW_BROKER.plural, interval=BROKER_POLL_SECONDS)
+def reconcile_broker(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    patch.status.update(brokers.reconcile_broker(memo.api, dict(body)))
 
 
 @kopf.on.resume(GROUP, VERSION, WORKER_POOL.plural)

@@ -1,18 +1,20 @@
-"""Pure reconcile decisions: (spec, observed facts) -> status patch.
-
-The topology and worker controllers build on these; for now a reconcile validates
-the spec against the models (rules the API server's schema cannot express),
-checks references and records what it saw."""
+"""Pure reconcile decisions: (spec, observed facts) -> status patch."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .api import WorkerPoolSpec, WorkflowBrokerSpec
-from .conditions import set_condition
+from .conditions import now_rfc3339, set_condition
+
+if TYPE_CHECKING:
+    from .brokers import Observed
+    from .render.connection import Connection
+
+now = now_rfc3339
 
 
 def validation_message(err: ValidationError) -> str:
@@ -24,27 +26,101 @@ def validation_message(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def broker_status(
-    spec: Mapping[str, Any], generation: int, status: Mapping[str, Any], now: str
+def _conditions(
+    status: Mapping[str, Any], generation: int, now: str, **states: tuple[str, str, str]
+) -> list[dict[str, Any]]:
+    conds = status.get("conditions")
+    for type_, (value, reason, message) in states.items():
+        conds = set_condition(conds, type_, value, reason, message, generation, now)
+    return list(conds or [])
+
+
+def broker_invalid(
+    status: Mapping[str, Any], generation: int, err: ValidationError, now: str
 ) -> dict[str, Any]:
-    conditions = status.get("conditions")
-    try:
-        parsed = WorkflowBrokerSpec.model_validate(spec)
-    except ValidationError as err:
-        conditions = set_condition(
-            conditions, "Ready", "False", "ConfigInvalid", validation_message(err), generation, now
+    msg = validation_message(err)
+    return {
+        "observedGeneration": generation,
+        "phase": "Invalid",
+        "conditions": _conditions(
+            status,
+            generation,
+            now,
+            Ready=("False", "ConfigInvalid", msg),
+            Degraded=("True", "ConfigInvalid", msg),
+        ),
+    }
+
+
+def pod_of(host: str) -> str:
+    """b-redis-1.b-redis-headless.ns.svc.cluster.local -> b-redis-1."""
+    return host.split(".", 1)[0]
+
+
+def broker_status(
+    spec: WorkflowBrokerSpec,
+    conn: Connection,
+    seen: Observed,
+    status: Mapping[str, Any],
+    generation: int,
+    now: str,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"observedGeneration": generation, "connection": conn.status()}
+    if seen.problem:
+        reason, message = seen.problem
+        out["phase"] = "Degraded"
+        out["conditions"] = _conditions(
+            status,
+            generation,
+            now,
+            Ready=("False", reason, message),
+            Degraded=("True", reason, message),
+            Progressing=("False", reason, message),
         )
-        return {"observedGeneration": generation, "phase": "Invalid", "conditions": conditions}
-    conditions = set_condition(
-        conditions,
-        "Ready",
-        "Unknown",
-        "Reconciling",
-        f"{parsed.mode} broker accepted; waiting for its topology",
+        return out
+    if spec.mode == "external":
+        msg = f"reachable at {', '.join(conn.hosts)}"
+        out["phase"] = "Ready"
+        out["conditions"] = _conditions(
+            status,
+            generation,
+            now,
+            Ready=("True", "Reachable", msg),
+            Degraded=("False", "Reachable", msg),
+            Progressing=("False", "Reachable", msg),
+        )
+        return out
+    counts = f"{seen.redis_ready}/{seen.redis_wanted} redis"
+    if spec.mode == "sentinel":
+        counts += f", {seen.sentinel_ready}/{seen.sentinel_wanted} sentinels"
+    settled = seen.redis_ready == seen.redis_wanted and seen.sentinel_ready == seen.sentinel_wanted
+    old_master = status.get("master") or {}
+    failovers = dict(status.get("failovers") or {"count": 0})
+    if seen.master:
+        pod = pod_of(seen.master)
+        since = old_master.get("since") if old_master.get("pod") == pod else now
+        if old_master.get("pod") and old_master.get("pod") != pod:
+            failovers = {"count": int(failovers.get("count", 0)) + 1, "last": now}
+        out["master"] = {"pod": pod, "address": seen.master, "since": since}
+        out["failovers"] = failovers
+        ready = ("True", "MasterAvailable", f"master {pod}; {counts}")
+    else:
+        if old_master:
+            out["master"] = old_master  # keep: it also means "bootstrapped", never again
+        ready = ("False", "NoMaster", f"no master known yet; {counts}")
+    progressing = ("False", "Settled", counts) if settled else ("True", "PodsNotReady", counts)
+    out["phase"] = "Ready" if ready[0] == "True" and settled else "Pending"
+    if ready[0] == "True" and not settled:
+        out["phase"] = "Progressing"
+    out["conditions"] = _conditions(
+        status,
         generation,
         now,
+        Ready=ready,
+        Progressing=progressing,
+        Degraded=("False", "AsExpected", counts),
     )
-    return {"observedGeneration": generation, "phase": "Pending", "conditions": conditions}
+    return out
 
 
 def pool_status(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -79,7 +80,8 @@ def test_operator_reconciles_and_stops_cleanly(
             ),
             what="broker observedGeneration",
         )
-        assert ready_reason(st) == "Reconciling"
+        assert ready_reason(st) == "NoMaster"  # no node runs the pods in this test
+        assert st["connection"]["masterName"] == f"{namespace}.b"
         st = wait_for(
             lambda: (
                 status_of(custom, namespace, "workerpools", "p").get("observedGeneration") == 1
@@ -105,6 +107,66 @@ def test_operator_reconciles_and_stops_cleanly(
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]
     assert "operator stopped" in log.read_text()
+
+
+def test_broker_objects_are_applied_once_and_collected(
+    control_plane: Any,
+    kube_api: client.ApiClient,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "operator.log"
+    proc = start_operator(
+        {"KUBECONFIG": str(control_plane.kubeconfig)}, "--no-local", "-n", namespace, log=log
+    )
+    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    try:
+        wait_for(lambda: "operator running" in log.read_text(), 60, what="operator start")
+        broker = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "WorkflowBroker",
+            "metadata": {"name": "b"},
+            "spec": {"mode": "sentinel", "redis": {"replicas": 1}},
+        }
+        custom.create_namespaced_custom_object(G, V, namespace, "workflowbrokers", broker)
+        wait_for(
+            lambda: status_of(custom, namespace, "workflowbrokers", "b").get("connection"),
+            what="broker status",
+        )
+        redis = apps.read_namespaced_stateful_set("b-redis", namespace)
+        sentinel = apps.read_namespaced_stateful_set("b-sentinel", namespace)
+        assert (redis.spec.replicas, sentinel.spec.replicas) == (2, 3)
+        assert redis.metadata.owner_references[0].name == "b"
+        secret = core.read_namespaced_secret("b-auth", namespace)
+        assert len(secret.data["password"]) > 40  # base64 of 32 characters
+        password = base64.b64decode(secret.data["password"]).decode()
+        for cm in core.list_namespaced_config_map(namespace).items:
+            assert password not in str(cm.data), cm.metadata.name
+        assert password not in str(redis.spec) + str(sentinel.spec)
+
+        # Idle reconciles (the timer runs every 5 s) write nothing.
+        versions = {
+            o.metadata.name: o.metadata.resource_version
+            for o in apps.list_namespaced_stateful_set(namespace).items
+        }
+        time.sleep(6)
+        after = {
+            o.metadata.name: o.metadata.resource_version
+            for o in apps.list_namespaced_stateful_set(namespace).items
+        }
+        assert after == versions
+        assert password not in log.read_text()
+
+        custom.delete_namespaced_custom_object(G, V, namespace, "workflowbrokers", "b")
+        # The garbage collector learns new CRDs on its 30 s discovery resync.
+        wait_for(
+            lambda: not apps.list_namespaced_stateful_set(namespace).items,
+            120,
+            what="garbage collection of the StatefulSets",
+        )
+    finally:
+        assert stop(proc) == 0, log.read_text()[-3000:]
 
 
 def test_run_without_cluster_starts_local_plane(tmp_path: Path, control_plane: Any) -> None:

@@ -2,34 +2,82 @@ from __future__ import annotations
 
 from typing import Any
 
-from celeriac.reconcile import broker_status, pool_status
+from pydantic import ValidationError
+
+from celeriac.api import WorkflowBrokerSpec
+from celeriac.brokers import Observed
+from celeriac.reconcile import broker_invalid, broker_status, pool_status
+from celeriac.render.connection import connection
 
 POOL = {"brokerRef": {"name": "b"}, "image": "img", "app": "proj:app"}
+SENTINEL = WorkflowBrokerSpec.model_validate({"mode": "sentinel"})
+CONN = connection("b", "ns", SENTINEL)
+MASTER0 = "b-redis-0.b-redis-headless.ns.svc.cluster.local"
+MASTER1 = "b-redis-1.b-redis-headless.ns.svc.cluster.local"
 
 
-def ready(status: dict[str, Any]) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == "Ready")
+def cond(status: dict[str, Any], type_: str = "Ready") -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
 
 
-def test_broker_status_records_generation() -> None:
-    out = broker_status({"mode": "sentinel"}, 4, {}, "t")
-    assert out["observedGeneration"] == 4
-    assert ready(out)["reason"] == "Reconciling"
+def test_invalid_spec_names_the_field_without_echoing_values() -> None:
+    try:
+        WorkflowBrokerSpec.model_validate({"mode": "sentinel", "sentinel": {"replicas": "s3cr3t"}})
+    except ValidationError as err:
+        out = broker_invalid({}, 1, err, "t")
+    ready = cond(out)
+    assert (ready["status"], ready["reason"]) == ("False", "ConfigInvalid")
+    assert "spec.sentinel.replicas" in ready["message"]
+    assert "s3cr3t" not in ready["message"]
 
 
-def test_broker_invalid_spec_names_the_field_without_echoing_values() -> None:
-    out = broker_status({"mode": "sentinel", "sentinel": {"replicas": "s3cr3t"}}, 1, {}, "t")
-    cond = ready(out)
-    assert (cond["status"], cond["reason"]) == ("False", "ConfigInvalid")
-    assert "spec.sentinel.replicas" in cond["message"]
-    assert "s3cr3t" not in cond["message"]
+def test_broker_without_master_is_not_ready() -> None:
+    seen = Observed(redis_ready=1, redis_wanted=3, sentinel_ready=0, sentinel_wanted=3)
+    out = broker_status(SENTINEL, CONN, seen, {}, 2, "t")
+    assert out["observedGeneration"] == 2
+    assert (cond(out)["status"], cond(out)["reason"]) == ("False", "NoMaster")
+    assert cond(out, "Progressing")["status"] == "True"
+    assert "master" not in out
+    assert out["connection"]["masterName"] == "ns.b"
+
+
+def test_master_known_and_settled_is_ready_then_failover_is_counted() -> None:
+    seen = Observed(3, 3, 3, 3, MASTER0)
+    first = broker_status(SENTINEL, CONN, seen, {}, 1, "t1")
+    assert first["phase"] == "Ready"
+    assert first["master"] == {"pod": "b-redis-0", "address": MASTER0, "since": "t1"}
+    assert first["failovers"] == {"count": 0}
+    same = broker_status(SENTINEL, CONN, seen, first, 1, "t2")
+    assert same["master"]["since"] == "t1"
+    moved = broker_status(SENTINEL, CONN, Observed(2, 3, 3, 3, MASTER1), same, 1, "t3")
+    assert moved["master"]["pod"] == "b-redis-1"
+    assert moved["failovers"] == {"count": 1, "last": "t3"}
+    assert moved["phase"] == "Progressing"
+    assert cond(moved)["status"] == "True"
+
+
+def test_master_is_remembered_while_unknown() -> None:
+    first = broker_status(SENTINEL, CONN, Observed(3, 3, 3, 3, MASTER0), {}, 1, "t1")
+    blind = broker_status(SENTINEL, CONN, Observed(0, 3, 0, 3, None), first, 1, "t2")
+    assert blind["master"] == first["master"]
+    assert cond(blind)["reason"] == "NoMaster"
+
+
+def test_problem_is_degraded() -> None:
+    seen = Observed(problem=("SecretNotFound", "Secret x with key password not found"))
+    out = broker_status(SENTINEL, CONN, seen, {}, 1, "t")
+    assert out["phase"] == "Degraded"
+    assert (cond(out, "Degraded")["status"], cond(out, "Degraded")["reason"]) == (
+        "True",
+        "SecretNotFound",
+    )
 
 
 def test_pool_reasons() -> None:
-    assert ready(pool_status(POOL, 1, {}, None, "t"))["reason"] == "BrokerNotFound"
+    assert cond(pool_status(POOL, 1, {}, None, "t"))["reason"] == "BrokerNotFound"
     broker: dict[str, Any] = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
-    assert ready(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "BrokerNotReady"
+    assert cond(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "BrokerNotReady"
     broker["status"]["conditions"][0]["status"] = "True"
-    assert ready(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "Reconciling"
+    assert cond(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "Reconciling"
     bad = {**POOL, "concurrency": 0}
-    assert ready(pool_status(bad, 2, {}, broker, "t"))["reason"] == "ConfigInvalid"
+    assert cond(pool_status(bad, 2, {}, broker, "t"))["reason"] == "ConfigInvalid"
