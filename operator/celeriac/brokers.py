@@ -7,6 +7,7 @@ import base64
 import logging
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -18,12 +19,22 @@ from pydantic import ValidationError
 from . import reconcile
 from .api import WorkflowBrokerSpec
 from .apply import RESOURCES, Applier
-from .render.broker import BrokerFacts, BrokerNames, render_broker
+from .observe import events
+from .observe.topology import (
+    SentinelEvent,
+    Topology,
+    read_sentinel,
+    read_topology,
+    sentinel_reset,
+    stale_entries,
+)
+from .render.broker import BrokerFacts, BrokerNames, redis_replicas, render_broker
 from .render.connection import Connection, connection
 from .render.meta import ROLE_LABEL, Owner
 
 log = logging.getLogger("celeriac.broker")
 PASSWORD_ALPHABET = string.ascii_letters + string.digits  # URL- and config-safe
+Emit = Callable[[str, str, str], None]  # (type, reason, message) -> a Kubernetes Event
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Observed:
     sentinel_wanted: int = 0
     master: str | None = None  # host the Sentinels (or the standalone pod) report
     problem: tuple[str, str] | None = None  # (reason, message) that blocks progress
+    topology: Topology | None = None  # sentinel mode: the Sentinels' view
 
 
 def read_password(core: client.CoreV1Api, namespace: str, name: str, key: str) -> str | None:
@@ -79,36 +91,12 @@ def ensure_generated_secret(core: client.CoreV1Api, owner: Owner, name: str) -> 
             raise
 
 
-def sentinel_master(conn: Connection, password: str | None) -> str | None:
-    """The master host the first answering Sentinel reports."""
-    for hostport in conn.hosts:
-        host, port = hostport.rsplit(":", 1)
-        try:
-            r = redis.Redis(
-                host=host,
-                port=int(port),
-                password=password,
-                socket_timeout=1,
-                socket_connect_timeout=1,
-            )
-            addr = r.execute_command(  # type: ignore[no-untyped-call]
-                "SENTINEL", "get-master-addr-by-name", conn.master_name
-            )
-            r.close()
-        except (redis.RedisError, OSError):
-            continue
-        if addr:
-            return str(addr[0].decode() if isinstance(addr[0], bytes) else addr[0])
-    return None
-
-
 def ping(conn: Connection, password: str | None) -> str | None:
     """None when the broker answers, else why not (for external brokers)."""
     if conn.master_name:
-        master = sentinel_master(conn, password)
-        return (
-            None if master else f"no Sentinel of {', '.join(conn.hosts)} knows {conn.master_name}"
-        )
+        if read_topology(conn, password):
+            return None
+        return f"no Sentinel of {', '.join(conn.hosts)} knows {conn.master_name}"
     host, port = conn.hosts[0].rsplit(":", 1)
     try:
         r = redis.Redis(
@@ -157,7 +145,7 @@ def label_roles(core: client.CoreV1Api, names: BrokerNames, master_host: str | N
             )
 
 
-def reconcile_broker(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
+def reconcile_broker(api: client.ApiClient, body: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """One reconcile; returns the status patch."""
     meta, status = body["metadata"], body.get("status") or {}
     generation = meta["generation"]
@@ -170,7 +158,7 @@ def reconcile_broker(api: client.ApiClient, body: dict[str, Any]) -> dict[str, A
     names = BrokerNames(owner.name, owner.namespace)
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     conn = connection(owner.name, owner.namespace, spec)
-    observed = _observe(api, core, apps, owner, names, spec, conn, status)
+    observed = _observe(api, core, apps, owner, names, spec, conn, status, emit)
     return reconcile.broker_status(spec, conn, observed, status, generation, now)
 
 
@@ -183,6 +171,7 @@ def _observe(
     spec: WorkflowBrokerSpec,
     conn: Connection,
     status: dict[str, Any],
+    emit: Emit,
 ) -> Observed:
     ref = conn.password
     password: str | None = None
@@ -213,11 +202,91 @@ def _observe(
     redis_ready, redis_wanted = statefulset_ready(apps, owner.namespace, names.redis)
     sentinel_ready = sentinel_wanted = 0
     master: str | None = None
+    topology: Topology | None = None
     if spec.mode == "sentinel":
         sentinel_ready, sentinel_wanted = statefulset_ready(apps, owner.namespace, names.sentinel)
-        master = sentinel_master(conn, password)
-        if master:
+        topology = read_topology(conn, password)
+        if topology:
+            master = topology.master
             label_roles(core, names, master)
+            if sentinel_ready == sentinel_wanted == len(conn.hosts):
+                forget_stale(names, spec, conn, password, emit)
     elif redis_ready:
         master = names.redis_pod(0)
-    return Observed(redis_ready, redis_wanted, sentinel_ready, sentinel_wanted, master)
+    return Observed(
+        redis_ready, redis_wanted, sentinel_ready, sentinel_wanted, master, topology=topology
+    )
+
+
+def forget_stale(
+    names: BrokerNames, spec: WorkflowBrokerSpec, conn: Connection, password: str | None, emit: Emit
+) -> None:
+    """SENTINEL RESET one Sentinel that remembers pods which no longer exist (after
+    a scale-down or a replaced pod); one per reconcile, so the others keep watching
+    while it rediscovers the group."""
+    redis_hosts = [names.redis_pod(i) for i in range(redis_replicas(spec))]
+    sentinel_hosts = [h.rsplit(":", 1)[0] for h in conn.hosts]
+    for hostport in conn.hosts:
+        view = read_sentinel(hostport, password, conn.master_name or "")
+        stale = view and stale_entries(view, redis_hosts, sentinel_hosts)
+        if stale:
+            sentinel_reset(hostport, password, conn.master_name or "")
+            emit(
+                "Normal",
+                "SentinelReset",
+                f"{hostport.split('.')[0]} forgot {', '.join(sorted(stale))}",
+            )
+            return
+
+
+def follow_sentinel_events(
+    api: client.ApiClient,
+    body: dict[str, Any],
+    stopped: Callable[[], bool],
+    idle: Callable[[float], None],
+    emit: Emit,
+) -> None:
+    """Runs as a daemon per sentinel-mode broker: moves the master role label and
+    status.master as soon as the Sentinels announce +switch-master."""
+    meta = body["metadata"]
+    spec = WorkflowBrokerSpec.model_validate(body.get("spec") or {})
+    names = BrokerNames(meta["name"], meta["namespace"])
+    conn = connection(names.name, names.namespace, spec)
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+
+    def password() -> str | None:
+        ref = conn.password
+        return read_password(core, names.namespace, ref.name, ref.key) if ref else None
+
+    def on_event(event: SentinelEvent) -> None:
+        if event.kind == "+switch-master" and event.new_master:
+            label_roles(core, names, event.new_master)
+            pod = reconcile.pod_of(event.new_master)
+            now = reconcile.now()
+            current: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                "celeriac.io", "v1alpha1", names.namespace, "workflowbrokers", names.name
+            )
+            status = current.get("status") or {}
+            if (status.get("master") or {}).get("pod") != pod:
+                count = int((status.get("failovers") or {}).get("count", 0)) + 1
+                custom.patch_namespaced_custom_object_status(
+                    "celeriac.io",
+                    "v1alpha1",
+                    names.namespace,
+                    "workflowbrokers",
+                    names.name,
+                    {
+                        "status": {
+                            "master": {"pod": pod, "address": event.new_master, "since": now},
+                            "failovers": {"count": count, "last": now},
+                        }
+                    },
+                )
+            emit("Normal", "Failover", f"Sentinels promoted {pod}")
+        elif event.kind == "+odown":
+            emit("Warning", "MasterDown", "Sentinels agree the master is down")
+        elif event.kind == "-failover-abort-no-good-slave":
+            emit("Warning", "FailoverAborted", "no replica was fit to become master")
+
+    events.follow(conn, password, stopped, on_event, idle)

@@ -40,7 +40,29 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.update(GROUP, VERSION, WORKFLOW_BROKER.plural)
 @kopf.timer(GROUP, VERSION, WORKFLOW_BROKER.plural, interval=BROKER_POLL_SECONDS)
 def reconcile_broker(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    patch.status.update(brokers.reconcile_broker(memo.api, dict(body)))
+    def emit(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    patch.status.update(brokers.reconcile_broker(memo.api, dict(body), emit))
+
+
+@kopf.daemon(
+    GROUP,
+    VERSION,
+    WORKFLOW_BROKER.plural,
+    when=lambda spec, **_: spec.get("mode") == "sentinel",
+    cancellation_timeout=5,
+)
+def sentinel_events(
+    body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
+) -> None:
+    def emit(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    def idle(seconds: float) -> None:
+        stopped.wait(seconds)
+
+    brokers.follow_sentinel_events(memo.api, dict(body), lambda: bool(stopped), idle, emit)
 
 
 @kopf.on.resume(GROUP, VERSION, WORKER_POOL.plural)

@@ -103,6 +103,12 @@ def broker_status(
             failovers = {"count": int(failovers.get("count", 0)) + 1, "last": now}
         out["master"] = {"pod": pod, "address": seen.master, "since": since}
         out["failovers"] = failovers
+        if seen.topology:
+            out["replicas"] = seen.topology.status_replicas(pod_of)
+            out["sentinels"] = {
+                "known": len(seen.topology.sentinels) + 1,
+                "quorumOk": seen.topology.quorum_ok,
+            }
         ready = ("True", "MasterAvailable", f"master {pod}; {counts}")
     else:
         if old_master:

@@ -1,0 +1,1 @@
+"""Talking to Redis and Sentinel: topology and events. Decisions stay pure."""
