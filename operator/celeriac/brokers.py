@@ -188,7 +188,19 @@ def _observe(
         return Observed(
             master=None if error else "external", problem=("Unreachable", error) if error else None
         )
-    facts = BrokerFacts(bootstrapped=bool(status.get("master")))
+    topology = read_topology(conn, password) if spec.mode == "sentinel" else None
+    plan = None
+    if topology:
+        _, current = statefulset_ready(apps, owner.namespace, names.redis)
+        plan = reconcile.plan_redis_scale(
+            current or redis_replicas(spec),
+            redis_replicas(spec),
+            reconcile.ordinal_of(topology.master),
+        )
+        prepare_scale_down(names, conn, password, plan, emit)
+    facts = BrokerFacts(
+        bootstrapped=bool(status.get("master")), redis_pods=plan.apply_pods if plan else None
+    )
     applier = Applier(api)
     desired = render_broker(owner, spec, facts)
     for obj in desired:
@@ -202,10 +214,8 @@ def _observe(
     redis_ready, redis_wanted = statefulset_ready(apps, owner.namespace, names.redis)
     sentinel_ready = sentinel_wanted = 0
     master: str | None = None
-    topology: Topology | None = None
     if spec.mode == "sentinel":
         sentinel_ready, sentinel_wanted = statefulset_ready(apps, owner.namespace, names.sentinel)
-        topology = read_topology(conn, password)
         if topology:
             master = topology.master
             label_roles(core, names, master)
@@ -216,6 +226,45 @@ def _observe(
     return Observed(
         redis_ready, redis_wanted, sentinel_ready, sentinel_wanted, master, topology=topology
     )
+
+
+def prepare_scale_down(
+    names: BrokerNames,
+    conn: Connection,
+    password: str | None,
+    plan: reconcile.ScalePlan,
+    emit: Emit,
+) -> None:
+    """Pods about to be removed get replica-priority 0 so no failover promotes them;
+    if the master is one of them, the Sentinels hand over to a survivor first."""
+    for ordinal in plan.doomed:
+        try:
+            with redis.Redis(
+                host=names.redis_pod(ordinal),
+                port=6379,
+                password=password,
+                socket_timeout=1,
+                socket_connect_timeout=1,
+            ) as r:
+                r.config_set("replica-priority", 0)
+        except (redis.RedisError, OSError):
+            pass  # gone already, or not up: it cannot be promoted either
+    if plan.failover:
+        for hostport in conn.hosts:
+            host, port = hostport.rsplit(":", 1)
+            try:
+                with redis.Redis(
+                    host=host,
+                    port=int(port),
+                    password=password,
+                    socket_timeout=2,
+                    socket_connect_timeout=1,
+                ) as s:
+                    s.sentinel_failover(conn.master_name)
+                emit("Normal", "PlannedFailover", "master is in the scale-down; handing over")
+                return
+            except (redis.RedisError, OSError):
+                continue
 
 
 def forget_stale(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -50,6 +51,29 @@ def broker_invalid(
             Degraded=("True", "ConfigInvalid", msg),
         ),
     }
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """How to change the number of Redis pods without losing the master."""
+
+    apply_pods: int  # what the StatefulSet gets now
+    doomed: tuple[int, ...]  # ordinals about to go: never promote them
+    failover: bool  # the master is among them: hand over first, shrink later
+
+
+def plan_redis_scale(current: int, desired: int, master_ordinal: int | None) -> ScalePlan:
+    if desired >= current:
+        return ScalePlan(desired, (), False)
+    doomed = tuple(range(desired, current))
+    if master_ordinal is not None and master_ordinal in doomed:
+        return ScalePlan(current, doomed, True)
+    return ScalePlan(desired, doomed, False)
+
+
+def ordinal_of(host: str) -> int | None:
+    tail = pod_of(host).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
 
 
 def pod_of(host: str) -> str:

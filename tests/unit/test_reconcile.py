@@ -81,3 +81,14 @@ def test_pool_reasons() -> None:
     assert cond(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "Reconciling"
     bad = {**POOL, "concurrency": 0}
     assert cond(pool_status(bad, 2, {}, broker, "t"))["reason"] == "ConfigInvalid"
+
+
+def test_scale_plan_keeps_the_master() -> None:
+    from celeriac.reconcile import ScalePlan, ordinal_of, plan_redis_scale
+
+    assert plan_redis_scale(3, 5, 0) == ScalePlan(5, (), False)
+    assert plan_redis_scale(5, 2, 1) == ScalePlan(2, (2, 3, 4), False)
+    assert plan_redis_scale(5, 2, 3) == ScalePlan(5, (2, 3, 4), True)
+    assert plan_redis_scale(5, 2, None) == ScalePlan(2, (2, 3, 4), False)
+    assert ordinal_of("b-redis-12.h.ns.svc.cluster.local") == 12
+    assert ordinal_of("external") is None

@@ -22,7 +22,7 @@ class Replica:
 
 @dataclass(frozen=True)
 class Topology:
-    master: str | None
+    master: str
     master_offset: int | None
     replicas: tuple[Replica, ...]
     sentinels: tuple[str, ...]  # the other Sentinels the answering one knows

@@ -106,6 +106,7 @@ class BrokerFacts:
     """What the operator observed that changes the rendering."""
 
     bootstrapped: bool = False  # a master was seen once: never bootstrap pod 0 again
+    redis_pods: int | None = None  # hold the Redis pod count (a scale-down waits for a handover)
 
 
 def render_broker(
@@ -132,7 +133,7 @@ def render_broker(
             files.REDIS_PORT,
             "redis",
         ),
-        _redis_statefulset(owner, names, spec, redis, env, config_hash),
+        _redis_statefulset(owner, names, spec, redis, env, config_hash, facts.redis_pods),
     ]
     if sentinel_mode:
         labels = _labels(names, "sentinel")
@@ -359,6 +360,7 @@ def _redis_statefulset(
     redis: RedisSpec,
     env: list[dict[str, Any]],
     config_hash: str,
+    pods: int | None,
 ) -> dict[str, Any]:
     volumes = [
         {"name": "config", "configMap": {"name": names.config, "defaultMode": 0o755}},
@@ -418,7 +420,7 @@ def _redis_statefulset(
         "redis",
         names,
         spec,
-        redis_replicas(spec),
+        redis_replicas(spec) if pods is None else pods,
         container,
         volumes,
         config_hash,
