@@ -221,11 +221,49 @@ def _observe(
             label_roles(core, names, master)
             if sentinel_ready == sentinel_wanted == len(conn.hosts):
                 forget_stale(names, spec, conn, password, emit)
+            roll(core, apps, names, reconcile.pod_of(master), emit)
     elif redis_ready:
         master = names.redis_pod(0)
     return Observed(
         redis_ready, redis_wanted, sentinel_ready, sentinel_wanted, master, topology=topology
     )
+
+
+def pod_states(
+    core: client.CoreV1Api, apps: client.AppsV1Api, ns: str, sts: str, component: str, broker: str
+) -> list[reconcile.PodState]:
+    status = apps.read_namespaced_stateful_set(sts, ns).status
+    revision = status.update_revision if status else None
+    pods = core.list_namespaced_pod(
+        ns, label_selector=f"celeriac.io/broker={broker},app.kubernetes.io/component={component}"
+    ).items
+    out = []
+    for pod in pods:
+        meta = pod.metadata
+        if meta is None or not meta.name:
+            continue
+        conditions = (pod.status and pod.status.conditions) or []
+        ready = not meta.deletion_timestamp and any(
+            c.type == "Ready" and c.status == "True" for c in conditions
+        )
+        current = (meta.labels or {}).get("controller-revision-hash") == revision
+        out.append(reconcile.PodState(meta.name, ready, current))
+    return out
+
+
+def roll(
+    core: client.CoreV1Api, apps: client.AppsV1Api, names: BrokerNames, master_pod: str, emit: Emit
+) -> None:
+    """Advance a rollout by at most one pod (the StatefulSets use OnDelete)."""
+    ns = names.namespace
+    victim = reconcile.next_to_restart(
+        pod_states(core, apps, ns, names.redis, "redis", names.name),
+        pod_states(core, apps, ns, names.sentinel, "sentinel", names.name),
+        master_pod,
+    )
+    if victim:
+        emit("Normal", "RollingRestart", f"restarting {victim} for the new configuration")
+        core.delete_namespaced_pod(victim, ns)
 
 
 def prepare_scale_down(

@@ -71,6 +71,36 @@ def plan_redis_scale(current: int, desired: int, master_ordinal: int | None) -> 
     return ScalePlan(desired, doomed, False)
 
 
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    ready: bool
+    current: bool  # runs the StatefulSet's update revision
+
+
+def next_to_restart(
+    redis_pods: list[PodState], sentinel_pods: list[PodState], master_pod: str | None
+) -> str | None:
+    """The one pod to delete next in a rollout (StatefulSets use OnDelete), or None.
+
+    Replicas first, one at a time and only when every pod is ready (a replica is
+    ready only once it is back in sync); then the master, whose preStop hook hands
+    over with one planned failover; Sentinels last, never while Redis restarts."""
+    pods = redis_pods + sentinel_pods
+    if not pods or not all(p.ready for p in pods) or master_pod is None:
+        return None
+    for p in sorted(redis_pods, key=lambda p: p.name):
+        if not p.current and p.name != master_pod:
+            return p.name
+    for p in redis_pods:
+        if not p.current:
+            return p.name
+    for p in sorted(sentinel_pods, key=lambda p: p.name):
+        if not p.current:
+            return p.name
+    return None
+
+
 def ordinal_of(host: str) -> int | None:
     tail = pod_of(host).rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None

@@ -33,8 +33,27 @@ def start_local_plane(stack: ExitStack, workdir: Path | None) -> str:
     kubeconfig = str(plane.kubeconfig)
     kube.apply_crds(kube.api_client(kubeconfig), all_crds())
     say(f"local control plane ready at {plane.server}; CRDs installed")
+    start_local_node(stack, kubeconfig, None if workdir is None else workdir / "localnode")
     say(f"use it with: export KUBECONFIG={kubeconfig}")
     return kubeconfig
+
+
+def start_local_node(stack: ExitStack, kubeconfig: str, state_dir: Path | None) -> None:
+    """Nodes that run the plane's pods as local processes (development only).
+
+    Entered after the plane, so the ExitStack stops it before the plane.
+    """
+    from .localnode.launcher import LocalNode, LocalNodeError
+
+    try:
+        node = stack.enter_context(LocalNode(kubeconfig, nodes=3, state_dir=state_dir))
+    except (LocalNodeError, OSError) as e:
+        say(f"local node not started, pods will stay Pending: {e}")
+        return
+    say(
+        f"local node ready ({', '.join(node.nodes)}): pods run as local processes, "
+        f"logs in {node.state_dir}/pods (see README, 'The local node')"
+    )
 
 
 def run(

@@ -92,3 +92,21 @@ def test_scale_plan_keeps_the_master() -> None:
     assert plan_redis_scale(5, 2, None) == ScalePlan(2, (2, 3, 4), False)
     assert ordinal_of("b-redis-12.h.ns.svc.cluster.local") == 12
     assert ordinal_of("external") is None
+
+
+def test_rollout_order_replicas_then_master_then_sentinels() -> None:
+    from celeriac.reconcile import PodState, next_to_restart
+
+    def redis_pods(*current: bool, ready: bool = True) -> list[PodState]:
+        return [PodState(f"r-{i}", ready, c) for i, c in enumerate(current)]
+
+    sentinels = [PodState(f"s-{i}", True, False) for i in range(3)]
+    assert next_to_restart(redis_pods(False, False, False), sentinels, "r-0") == "r-1"
+    assert next_to_restart(redis_pods(False, True, False), sentinels, "r-0") == "r-2"
+    assert next_to_restart(redis_pods(False, True, True), sentinels, "r-0") == "r-0"
+    assert next_to_restart(redis_pods(True, True, True), sentinels, "r-1") == "s-0"
+    # A pod still catching up (not ready) holds everything.
+    assert next_to_restart(redis_pods(False, True, False, ready=False), sentinels, "r-0") is None
+    done = [PodState(f"s-{i}", True, True) for i in range(3)]
+    assert next_to_restart(redis_pods(True, True, True), done, "r-0") is None
+    assert next_to_restart(redis_pods(False, False), done, None) is None

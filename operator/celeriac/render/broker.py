@@ -339,6 +339,8 @@ def _statefulset(
             "serviceName": headless,
             # The start scripts coordinate; no need to wait for pods one by one.
             "podManagementPolicy": "Parallel",
+            # Sentinel mode: the operator restarts pods itself, in a safe order.
+            "updateStrategy": {"type": "OnDelete" if spec.mode == "sentinel" else "RollingUpdate"},
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": pod_metadata(
