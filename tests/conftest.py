@@ -67,3 +67,34 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
         )
 
     return run
+
+
+# -- local node (celeriac.localnode): pods as local processes; needs root, iproute2, redis ---
+# Self-contained section: its imports are here so it can be moved or dropped as a whole.
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from celeriac.localnode.launcher import LocalNode  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def local_node(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalNode]:
+    """Nodes localnode-1..3 that run bound pods as local processes (see README)."""
+    if os.geteuid() != 0:
+        pytest.skip("the local node needs root (network namespaces, mounts, /etc/hosts)")
+    node = LocalNode(
+        control_plane.kubeconfig,
+        nodes=3,
+        state_dir=tmp_path_factory.mktemp("local-node"),
+        env={
+            "CELERIAC_LOCALNODE_BACKOFF_BASE": "1",
+            "CELERIAC_WORKER_VENV": sys.prefix,
+            "CELERIAC_WORKER_PYTHONPATH": str(Path(__file__).parent / "apps"),
+        },
+    )
+    node.start()
+    yield node
+    node.stop()  # raises if anything the agent started is left behind
