@@ -192,13 +192,19 @@ def test_sentinel_broker_failover_and_scaling(
         )
         wanted = {fqdn(namespace, f"b-redis-{i}") for i in range(replicas + 1)}
 
+        seen: list[Any] = []
+
         def settled(wanted: set[str] = wanted) -> bool:
             st = broker_status(custom, namespace)
+            views = sentinel_views(namespace, pw)
+            seen[:] = [st.get("phase"), st.get("replicas"), views]
             if st.get("phase") != "Ready" or len(st.get("replicas") or []) != len(wanted) - 1:
                 return False
-            views = sentinel_views(namespace, pw)
             return all(m in wanted and replicas_ | {m} == wanted for m, replicas_ in views)
 
-        wait_for(settled, 120, 0.5, f"{replicas} replicas known to every Sentinel")
+        try:
+            wait_for(settled, 120, 0.5, f"{replicas} replicas known to every Sentinel")
+        except AssertionError as err:
+            raise AssertionError(f"{err}; last seen: {seen}") from None
     with redis.Redis(host=f"b-master.{namespace}.svc.cluster.local", password=pw) as m:
         assert m.get("key42") == b"42"

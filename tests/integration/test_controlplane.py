@@ -21,7 +21,12 @@ pytestmark = pytest.mark.integration
 def _template(app: str) -> client.V1PodTemplateSpec:
     return client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels={"app": app}),
-        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="busybox")]),
+        # No node carries this label, so the pods stay Pending even when the local
+        # node runs: these tests are about the controllers, not about running pods.
+        spec=client.V1PodSpec(
+            containers=[client.V1Container(name="main", image="busybox")],
+            node_selector={"celeriac.io/test-no-such-node": "true"},
+        ),
     )
 
 
@@ -91,7 +96,7 @@ def test_deployment_gets_replicaset_and_pods(kube_api: client.ApiClient, namespa
 
     pods = wait_for(two_pods, what="2 pods of web")
     assert {_owner_kind(p) for p in pods} == {"ReplicaSet"}
-    # No nodes: the pods exist but stay Pending.
+    # Unschedulable: the pods exist but stay Pending.
     assert {p.status.phase for p in pods if p.status} == {"Pending"}
 
     def rs_replicas() -> int | None:

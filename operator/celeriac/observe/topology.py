@@ -82,7 +82,10 @@ def read_sentinel(hostport: str, password: str | None, name: str) -> Topology | 
             replicas = tuple(parse_replica(r) for r in s.sentinel_slaves(name))
             sentinels = tuple(str(x.get("ip")) for x in s.sentinel_sentinels(name))
             try:
-                quorum_ok, quorum_message = bool(s.sentinel_ckquorum(name)), "quorum reachable"
+                # Raw reply: redis-py's sentinel_ckquorum expects a bare "OK" and so
+                # reports the real "OK 3 usable Sentinels..." as failure.
+                reply = str(s.execute_command("SENTINEL", "CKQUORUM", name))
+                quorum_ok, quorum_message = reply.startswith("OK"), reply
             except redis.ResponseError as err:
                 quorum_ok, quorum_message = False, str(err)
     except (redis.RedisError, OSError):
