@@ -73,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         install_crds=args.install_crds,
         verbose=args.verbose,
         liveness=args.liveness,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--liveness", metavar="URL", help="serve liveness, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus /metrics on this port"
     )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)

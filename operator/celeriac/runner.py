@@ -63,6 +63,7 @@ def run(
     install_crds: bool,
     verbose: bool,
     liveness: str | None,
+    metrics_port: int | None = None,
     workdir: Path | None = None,
 ) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
@@ -83,6 +84,12 @@ def run(
                 kube.apply_crds(kube.api_client(), all_crds())
                 say("CRDs installed")
         from . import handlers  # noqa: F401  (registers the kopf handlers)
+
+        if metrics_port is not None:
+            from .metrics import serve
+
+            serve(metrics_port)
+            say(f"metrics on :{metrics_port}/metrics")
 
         scope = ", ".join(namespaces) if namespaces else "all namespaces"
         say(f"operator running, watching {scope}")

@@ -194,7 +194,7 @@ def test_sentinel_broker_failover_and_scaling(
 
         seen: list[Any] = []
 
-        def settled(wanted: set[str] = wanted) -> bool:
+        def settled(wanted: set[str] = wanted, seen: list[Any] = seen) -> bool:
             st = broker_status(custom, namespace)
             views = sentinel_views(namespace, pw)
             seen[:] = [st.get("phase"), st.get("replicas"), views]

@@ -177,9 +177,7 @@ def our_writes(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str) -
         f"{type(o).__name__}/{o.metadata.name}": (
             o.metadata.generation,
             sorted(
-                str(m.time)
-                for m in o.metadata.managed_fields or []
-                if m.manager == FIELD_MANAGER
+                str(m.time) for m in o.metadata.managed_fields or [] if m.manager == FIELD_MANAGER
             ),
         )
         for o in objects
