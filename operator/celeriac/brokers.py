@@ -184,7 +184,13 @@ def _observe(
                 problem=("SecretNotFound", f"Secret {ref.name} with key {ref.key} not found")
             )
     if spec.mode == "external":
-        error = ping(conn, password)
+        sentinel_ref = conn.sentinel_password
+        if conn.master_name and sentinel_ref and sentinel_ref != ref:
+            password = read_password(core, owner.namespace, sentinel_ref.name, sentinel_ref.key)
+            if password is None:
+                missing = f"Secret {sentinel_ref.name} with key {sentinel_ref.key} not found"
+                return Observed(problem=("SecretNotFound", missing))
+        error = ping(conn, password)  # Sentinels are asked with the Sentinel password
         return Observed(
             master=None if error else "external", problem=("Unreachable", error) if error else None
         )

@@ -148,6 +148,16 @@ def broker_status(
     if spec.mode == "sentinel":
         counts += f", {seen.sentinel_ready}/{seen.sentinel_wanted} sentinels"
     settled = seen.redis_ready == seen.redis_wanted and seen.sentinel_ready == seen.sentinel_wanted
+    if seen.topology:
+        # Failover-ready, not just running: the Sentinels learn replicas from the
+        # master's INFO (every 10 s); until they know them all, a failover could
+        # find no replica to promote.
+        healthy = sum(1 for r in seen.topology.replicas if r.link_up and not r.down)
+        if healthy < seen.redis_wanted - 1 or not seen.topology.quorum_ok:
+            settled = False
+            counts += f", {healthy}/{seen.redis_wanted - 1} replicas known to Sentinel"
+            if not seen.topology.quorum_ok:
+                counts += f", {seen.topology.quorum_message}"
     old_master = status.get("master") or {}
     failovers = dict(status.get("failovers") or {"count": 0})
     if seen.master:
@@ -183,31 +193,63 @@ def broker_status(
     return out
 
 
+@dataclass(frozen=True)
+class DeploymentState:
+    """A worker Deployment as read back."""
+
+    wanted: int  # spec.replicas
+    replicas: int
+    ready: int
+    updated: int
+    current: bool  # the controller has seen the latest spec
+
+
+def pool_blocked(
+    status: Mapping[str, Any], generation: int, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    conds = _conditions(status, generation, now, Ready=("False", reason, message))
+    return {"observedGeneration": generation, "phase": "Invalid", "conditions": conds}
+
+
 def pool_status(
-    spec: Mapping[str, Any],
+    pool: str,
+    spec: WorkerPoolSpec,
     generation: int,
     status: Mapping[str, Any],
-    broker: Mapping[str, Any] | None,
+    deployment: DeploymentState | None,
+    broker_ready: bool,
+    problem: tuple[str, str] | None,
     now: str,
 ) -> dict[str, Any]:
-    """`broker` is the referenced WorkflowBroker as read from the API (None: missing)."""
-    conditions = status.get("conditions")
+    """Status of a WorkerPool: replicas for the scale subresource, Ready and a
+    ConfigWarning condition for settings that lose or repeat tasks."""
+    from .render.pool import selector_string, warnings
 
-    def result(phase: str, ready: str, reason: str, message: str) -> dict[str, Any]:
-        conds = set_condition(conditions, "Ready", ready, reason, message, generation, now)
-        return {"observedGeneration": generation, "phase": phase, "conditions": conds}
-
-    try:
-        parsed = WorkerPoolSpec.model_validate(spec)
-    except ValidationError as err:
-        return result("Invalid", "False", "ConfigInvalid", validation_message(err))
-    name = parsed.broker_ref.name
-    if broker is None:
-        return result("Pending", "False", "BrokerNotFound", f"WorkflowBroker {name} not found")
-    ready = next(
-        (c for c in broker.get("status", {}).get("conditions") or [] if c.get("type") == "Ready"),
-        None,
+    name = spec.broker_ref.name
+    d = deployment or DeploymentState(0, 0, 0, 0, False)
+    if problem:
+        ready, phase = ("False", *problem), "Pending"
+    elif not broker_ready:
+        ready, phase = ("False", "BrokerNotReady", f"WorkflowBroker {name} is not Ready"), "Pending"
+    elif not d.current or d.updated < d.wanted or d.ready < d.wanted or d.replicas > d.wanted:
+        counts = f"{d.ready}/{d.wanted} workers ready, {d.updated} up to date"
+        ready, phase = ("False", "RollingOut", counts), "Progressing"
+    elif d.wanted == 0:
+        ready, phase = ("True", "ScaledToZero", "no workers; the backlog is empty"), "Ready"
+    else:
+        ready, phase = ("True", "WorkersReady", f"{d.ready} workers ready"), "Ready"
+    found = warnings(spec)
+    warning = (
+        ("True", found[0][0], "; ".join(m for _, m in found))
+        if found
+        else ("False", "AsExpected", "no risky settings")
     )
-    if not ready or ready.get("status") != "True":
-        return result("Pending", "False", "BrokerNotReady", f"WorkflowBroker {name} is not Ready")
-    return result("Pending", "Unknown", "Reconciling", f"broker {name} is Ready")
+    conds = _conditions(status, generation, now, Ready=ready, ConfigWarning=warning)
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        "conditions": conds,
+        "replicas": d.replicas,
+        "readyReplicas": d.ready,
+        "selector": selector_string(pool),
+    }

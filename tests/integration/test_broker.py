@@ -6,10 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +18,6 @@ from waiting import wait_for
 pytestmark = pytest.mark.integration
 G, V = "celeriac.io", "v1alpha1"
 FAST = {"downAfterMilliseconds": 2000, "failoverTimeout": 10000}
-
-
-@pytest.fixture
-def operator(control_plane: Any, local_node: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    log = tmp_path / "operator.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celeriac.cli", "run", "--no-local", "-n", namespace],
-        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for(lambda: "operator running" in log.read_text(), 60, what="operator start")
-    yield log
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0, log.read_text()[-3000:]
 
 
 def create_broker(custom: client.CustomObjectsApi, ns: str, spec: dict[str, Any]) -> None:

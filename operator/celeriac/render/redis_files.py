@@ -225,8 +225,22 @@ tries=0
 while [ "$(sentinel_master || true)" = "$ME" ] && [ "$tries" -lt 300 ]; do
   tries=$((tries + 1)); sleep 0.1
 done
-rcli 127.0.0.1 6379 CLIENT UNPAUSE >/dev/null
-log "handed over to $(sentinel_master || echo unknown)"
+if [ "$(sentinel_master || true)" = "$ME" ]; then
+  rcli 127.0.0.1 6379 CLIENT UNPAUSE >/dev/null
+  log "no failover happened; serving on until stopped"
+  exit 0
+fi
+# Writes stay paused until this pod is a replica: a write accepted here now would
+# be acknowledged, then lost when it resyncs. The Sentinels would demote it only
+# seconds later; do it now (the new master has every write), so paused clients
+# get READONLY at once and retry on the new master.
+new_master=$(sentinel_master || true)
+if [ -n "$new_master" ] && rcli 127.0.0.1 6379 REPLICAOF "$new_master" 6379 | grep -q OK; then
+  rcli 127.0.0.1 6379 CLIENT UNPAUSE >/dev/null
+  log "handed over to $new_master"
+else
+  log "could not become a replica of ${new_master:-?}; staying paused until stopped"
+fi
 """
 
 SENTINEL_START_SH = r"""#!/bin/sh

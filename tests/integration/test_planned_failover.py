@@ -1,0 +1,110 @@
+"""Planned failovers under a steady Celery publish load: deleting the master pod
+(its preStop hook hands over) and a config rollout (replicas first, then a
+handover, then the old master) lose no acknowledged task or result."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from loadkit import Load, MasterWatch, producer_app
+from test_broker import broker_status, wait_phase
+from test_pool import BROKER, broker_password, create_pool, wait_pool_ready
+from waiting import wait_for
+
+pytestmark = pytest.mark.integration
+G, V = "celeriac.io", "v1alpha1"
+
+
+def rolled_out(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, sts: str) -> bool:
+    s = apps.read_namespaced_stateful_set(sts, ns)
+    pods = core.list_namespaced_pod(
+        ns,
+        label_selector=f"statefulset.kubernetes.io/pod-name in "
+        f"({','.join(f'{sts}-{i}' for i in range(s.spec.replicas))})",
+    )
+    items = [p for p in pods.items if not p.metadata.deletion_timestamp]
+    return len(items) == s.spec.replicas and all(
+        p.metadata.labels.get("controller-revision-hash") == s.status.update_revision
+        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        for p in items
+    )
+
+
+def test_planned_failovers_lose_nothing(
+    operator: Path,
+    local_node: Any,
+    custom: client.CustomObjectsApi,
+    kube_api: client.ApiClient,
+    namespace: str,
+) -> None:
+    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    broker = {**BROKER, "redis": {"replicas": 2}}
+    body = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "WorkflowBroker",
+        "metadata": {"name": "b"},
+        "spec": broker,
+    }
+    custom.create_namespaced_custom_object(G, V, namespace, "workflowbrokers", body)
+    create_pool(custom, namespace, "w", {"app": "wrongapp:app", "acksLate": True, "replicas": 2})
+    status = wait_phase(custom, namespace, "Ready", 180)
+    wait_pool_ready(custom, namespace, "w")
+    password = broker_password(core, namespace)
+    conn = status["connection"]
+    sentinels = [(h.rsplit(":", 1)[0], 26379) for h in conn["sentinels"]]
+    load = Load(producer_app(conn, password))
+    watch = MasterWatch(sentinels, conn["masterName"], password)
+    load.start()
+    watch.start()
+    t0 = time.monotonic()
+    marks: dict[str, float] = {}
+    try:
+        time.sleep(3)
+        # 1. `kubectl delete pod` of the master: preStop pauses writes, waits for a
+        # replica to catch up and asks the Sentinels to fail over.
+        old = status["master"]["pod"]
+        marks["delete master"] = time.monotonic() - t0
+        core.delete_namespaced_pod(old, namespace)
+        wait_for(
+            lambda: (
+                broker_status(custom, namespace).get("master", {}).get("pod") not in (None, old)
+            ),
+            60,
+            0.1,
+            "a new master after deleting the old one",
+        )
+        wait_phase(custom, namespace, "Ready", 120)
+        time.sleep(2)
+        # 2. A config change: rolled by the operator with at most one failover.
+        before = int(broker_status(custom, namespace).get("failovers", {}).get("count", 0))
+        patch = {"spec": {"redis": {"replicas": 2, "maxmemory": "256Mi"}}}
+        marks["rollout"] = time.monotonic() - t0
+        custom.patch_namespaced_custom_object(G, V, namespace, "workflowbrokers", "b", patch)
+        wait_for(
+            lambda: (
+                rolled_out(apps, core, namespace, "b-redis")
+                and broker_status(custom, namespace).get("phase") == "Ready"
+            ),
+            240,
+            0.5,
+            "the redis rollout",
+        )
+        after = int(broker_status(custom, namespace).get("failovers", {}).get("count", 0))
+        time.sleep(2)
+    finally:
+        load.stop()
+        watch.stop()
+    never, wrong = load.lost()
+    print(
+        f"published {len(load.sent)} tasks; longest publish pause {load.longest_gap:.2f}s; "
+        f"longest time without a writable master {watch.longest_gap:.2f}s; "
+        f"masters seen {watch.masters}; failovers in the rollout {after - before}; "
+        f"publish errors {load.errors}; longest pause began at {load.gap_at - t0:.1f}s; {marks}"
+    )
+    assert (never, wrong) == ([], [])
+    assert after - before <= 1
+    assert len(load.sent) > 100
