@@ -4,9 +4,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from celeriac.api import WorkflowBrokerSpec
+from celeriac.api import WorkerPoolSpec, WorkflowBrokerSpec
 from celeriac.brokers import Observed
-from celeriac.reconcile import broker_invalid, broker_status, pool_status
+from celeriac.reconcile import (
+    DeploymentState,
+    broker_invalid,
+    broker_status,
+    pool_blocked,
+    pool_status,
+)
 from celeriac.render.connection import connection
 
 POOL = {"brokerRef": {"name": "b"}, "image": "img", "app": "proj:app"}
@@ -74,13 +80,27 @@ def test_problem_is_degraded() -> None:
 
 
 def test_pool_reasons() -> None:
-    assert cond(pool_status(POOL, 1, {}, None, "t"))["reason"] == "BrokerNotFound"
-    broker: dict[str, Any] = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
-    assert cond(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "BrokerNotReady"
-    broker["status"]["conditions"][0]["status"] = "True"
-    assert cond(pool_status(POOL, 1, {}, broker, "t"))["reason"] == "Reconciling"
-    bad = {**POOL, "concurrency": 0}
-    assert cond(pool_status(bad, 2, {}, broker, "t"))["reason"] == "ConfigInvalid"
+    spec = WorkerPoolSpec.model_validate(POOL)
+    ready = DeploymentState(wanted=2, replicas=2, ready=2, updated=2, current=True)
+
+    def reason(**kw: Any) -> str:
+        args: dict[str, Any] = {"deployment": ready, "broker_ready": True, "problem": None}
+        args.update(kw)
+        return str(cond(pool_status("w", spec, 1, {}, now="t", **args))["reason"])
+
+    assert reason(problem=("BrokerNotFound", "WorkflowBroker b not found")) == "BrokerNotFound"
+    assert reason(broker_ready=False) == "BrokerNotReady"
+    rolling = DeploymentState(wanted=2, replicas=3, ready=2, updated=1, current=True)
+    assert reason(deployment=rolling) == "RollingOut"
+    assert reason() == "WorkersReady"
+    zero = DeploymentState(wanted=0, replicas=0, ready=0, updated=0, current=True)
+    assert reason(deployment=zero) == "ScaledToZero"
+    out = pool_status("w", spec, 1, {}, ready, True, None, "t")
+    assert (out["replicas"], out["readyReplicas"], out["phase"]) == (2, 2, "Ready")
+    assert out["selector"] == "app.kubernetes.io/component=worker,celeriac.io/pool=w"
+    assert cond(out, "ConfigWarning")["reason"] == "NoTimeLimit"
+    blocked = pool_blocked({}, 2, "ConfigInvalid", "spec.concurrency: too small", "t")
+    assert (cond(blocked)["reason"], blocked["observedGeneration"]) == ("ConfigInvalid", 2)
 
 
 def test_scale_plan_keeps_the_master() -> None:

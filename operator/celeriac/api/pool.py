@@ -42,6 +42,29 @@ class ResultBackend(Model):
     )
 
 
+class QueueKeys(Model):
+    """kombu Redis transport options that change key names. Rendered into the
+    workers' broker_transport_options and used to count the backlog, so both
+    agree; set them here rather than only in the app."""
+
+    global_keyprefix: str | None = Field(
+        None, max_length=128, description="Prefix of every key (kombu global_keyprefix)."
+    )
+    priority_steps: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Priority steps, each a separate list (kombu default [0, 3, 6, 9]).",
+    )
+    sep: str | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="Separator between a queue name and its priority step (kombu default "
+        "\\x06\\x16).",
+    )
+
+
 class ScalingRules(Model):
     """How fast replicas may change in one direction."""
 
@@ -110,6 +133,14 @@ class WorkerPoolSpec(Model):
             " || self.softTimeLimitSeconds < self.timeLimitSeconds",
             "spec.softTimeLimitSeconds must be less than spec.timeLimitSeconds",
             ".softTimeLimitSeconds",
+        ),
+        cel(
+            "self.runtime != 'pyworkflow' || !has(self.resultBackend)"
+            " || !has(self.resultBackend.brokerRef)"
+            " || self.resultBackend.brokerRef.name == self.brokerRef.name",
+            "spec.resultBackend.brokerRef must name spec.brokerRef for the pyworkflow runtime "
+            "(PyWorkflow uses one Sentinel master for both)",
+            ".resultBackend",
         ),
     )
 
@@ -181,6 +212,9 @@ class WorkerPoolSpec(Model):
         le=2592000,
         description="Seconds before an unacknowledged task is redelivered; must exceed the "
         "longest task and ETA.",
+    )
+    queue_keys: QueueKeys | None = Field(
+        None, description="How the app names its Redis keys (prefix, priority steps)."
     )
     extra_args: list[Annotated[str, Field(max_length=1024)]] | None = Field(
         None, max_length=64, description="Extra worker command-line arguments, appended as is."

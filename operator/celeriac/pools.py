@@ -1,0 +1,261 @@
+"""WorkerPool reconcile: the I/O around the pure render and status functions
+(read the brokers and their Secrets, apply, read the Deployment back)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from . import kube, reconcile
+from .api import GROUP, VERSION, WORKFLOW_BROKER, WorkerPoolSpec, WorkflowBrokerSpec
+from .apply import Applier
+from .autoscaler import Autoscaler, Tracked
+from .brokers import read_password
+from .render.connection import connection
+from .render.meta import Owner
+from .render.pool import (
+    PoolBroker,
+    PoolFacts,
+    concurrency,
+    names,
+    password_secrets,
+    queues,
+    render_pool,
+    selector_string,
+    transport_key_options,
+)
+from .scaling import policy
+from .scaling.keys import KeyOptions
+from .scaling.measure import BrokerAddress, PoolQuery
+from .scaling.poller import Registration
+
+log = logging.getLogger("celeriac.pool")
+Emit = Callable[[str, str, str], None]  # (type, reason, message) -> a Kubernetes Event
+POOL_KINDS = [("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget")]
+
+
+@dataclass(frozen=True)
+class Blocked:
+    reason: str
+    message: str
+
+
+def _broker(api: client.ApiClient, namespace: str, name: str) -> tuple[PoolBroker, bool] | Blocked:
+    """The broker and whether it is Ready."""
+    body = kube.get_custom(api, GROUP, VERSION, WORKFLOW_BROKER.plural, namespace, name)
+    if body is None:
+        return Blocked("BrokerNotFound", f"WorkflowBroker {name} not found")
+    try:
+        spec = WorkflowBrokerSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return Blocked("BrokerNotReady", f"WorkflowBroker {name} has an invalid spec")
+    conds = (body.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+    return PoolBroker(name, spec), ready
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(uid: str, version: str, data: tuple[tuple[str, str], ...]) -> str:
+    # Slow, salted hash: the fingerprint ends up in a pod annotation, and must not
+    # let anyone who reads it test guesses of a weak password quickly.
+    joined = "\0".join(f"{k}={v}" for k, v in data).encode()
+    return hashlib.pbkdf2_hmac("sha256", joined, uid.encode(), 50_000).hex()[:16]
+
+
+def secrets_fingerprint(core: client.CoreV1Api, namespace: str, names_: list[str]) -> str | Blocked:
+    parts = []
+    for name in names_:
+        try:
+            secret = core.read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return Blocked("BrokerNotReady", f"password Secret {name} not found")
+            raise
+        meta = secret.metadata or client.V1ObjectMeta()
+        data = tuple(sorted((secret.data or {}).items()))
+        parts.append(_fingerprint(str(meta.uid), str(meta.resource_version), data))
+    return ",".join(parts)
+
+
+def reconcile_pool(
+    api: client.ApiClient,
+    body: dict[str, Any],
+    emit: Emit,
+    autoscaler: Autoscaler | None = None,
+) -> dict[str, Any]:
+    """One reconcile; returns the status patch."""
+    meta, status = body["metadata"], body.get("status") or {}
+    generation, now = meta["generation"], reconcile.now()
+    try:
+        spec = WorkerPoolSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        return reconcile.pool_blocked(
+            status, generation, "ConfigInvalid", reconcile.validation_message(err), now
+        )
+    owner = Owner("WorkerPool", meta["name"], meta["namespace"], meta["uid"])
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    outcome = _reconcile(api, core, apps, owner, spec, autoscaler)
+    if isinstance(outcome, Blocked) and _reason(status) != outcome.reason:
+        emit("Warning", outcome.reason, outcome.message)
+    state = _deployment_state(_read_deployment(apps, owner))
+    problem = (outcome.reason, outcome.message) if isinstance(outcome, Blocked) else None
+    broker_ready = outcome is True
+    return reconcile.pool_status(
+        owner.name, spec, generation, status, state, broker_ready, problem, now
+    )
+
+
+def _reconcile(
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    owner: Owner,
+    spec: WorkerPoolSpec,
+    autoscaler: Autoscaler | None,
+) -> Blocked | bool:
+    """Apply what can be applied; the problem that stops it, or whether the broker
+    is Ready. Workers already running keep running while blocked: a missing broker
+    object is no reason to stop consuming from a broker that may well be up."""
+    found = _broker(api, owner.namespace, spec.broker_ref.name)
+    if isinstance(found, Blocked):
+        return found
+    broker, ready = found
+    results: PoolBroker | None = None
+    if spec.result_backend.type == "broker":
+        ref = spec.result_backend.broker_ref or spec.broker_ref
+        if ref.name == broker.name:
+            results = broker
+        else:
+            other = _broker(api, owner.namespace, ref.name)
+            if isinstance(other, Blocked):
+                return other
+            results = other[0]
+    pool_id = f"{owner.namespace}/{owner.name}"
+    auto = spec.autoscaling if spec.autoscaling and spec.autoscaling.enabled else None
+    lock = autoscaler.hold(pool_id) if autoscaler and auto else None
+    with lock or nullcontext():
+        # Under the autoscaler's lock: the replicas applied are the ones it set.
+        known = autoscaler.replicas_of(pool_id) if autoscaler and lock else None
+        facts = PoolFacts(
+            broker, results, known if known is not None else _replicas(apps, owner, spec)
+        )
+        fingerprint = secrets_fingerprint(core, owner.namespace, password_secrets(owner, facts))
+        if isinstance(fingerprint, Blocked):
+            return fingerprint
+        _apply(api, owner, spec, PoolFacts(broker, results, facts.replicas, fingerprint))
+    if autoscaler and auto:
+        address = _address(core, owner.namespace, broker)
+        if isinstance(address, Blocked):
+            return address
+        autoscaler.track(
+            Registration(
+                PoolQuery(
+                    owner.namespace,
+                    owner.name,
+                    tuple(queues(spec)),
+                    KeyOptions.from_transport_options(transport_key_options(spec)),
+                    spec.runtime,
+                    _pods(core, owner),
+                ),
+                f"{owner.namespace}/{broker.name}",
+                address,
+                float(auto.poll_interval_seconds),
+            ),
+            Tracked(
+                owner.namespace,
+                owner.name,
+                owner.uid,
+                names(owner.name)["deployment"],
+                policy.settings(auto, concurrency(spec)),
+                facts.replicas,
+            ),
+        )
+    elif autoscaler:
+        autoscaler.forget(pool_id)
+    return ready
+
+
+def _address(core: client.CoreV1Api, namespace: str, broker: PoolBroker) -> BrokerAddress | Blocked:
+    """How the autoscaler reaches the broker, passwords included (kept in memory)."""
+    conn = connection(broker.name, namespace, broker.spec)
+    passwords: list[str | None] = []
+    for ref in (conn.password, conn.sentinel_password):
+        value = read_password(core, namespace, ref.name, ref.key) if ref else None
+        if ref and value is None:
+            return Blocked("BrokerNotReady", f"Secret {ref.name} with key {ref.key} not found")
+        passwords.append(value)
+    return BrokerAddress(
+        hosts=tuple(conn.hosts),
+        db=conn.broker_db,
+        master_name=conn.master_name,
+        password=passwords[0],
+        sentinel_password=passwords[1],
+        tls=conn.scheme == "rediss",
+    )
+
+
+def _pods(core: client.CoreV1Api, owner: Owner) -> tuple[str, ...]:
+    pods = core.list_namespaced_pod(owner.namespace, label_selector=selector_string(owner.name))
+    return tuple(sorted(str(p.metadata.name) for p in pods.items if p.metadata))
+
+
+def _reason(status: dict[str, Any]) -> str | None:
+    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    return cond.get("reason") if cond else None
+
+
+def _deployment_state(d: client.V1Deployment | None) -> reconcile.DeploymentState | None:
+    if d is None or d.spec is None:
+        return None
+    st = d.status or client.V1DeploymentStatus()
+    return reconcile.DeploymentState(
+        wanted=int(d.spec.replicas or 0),
+        replicas=int(st.replicas or 0),
+        ready=int(st.ready_replicas or 0),
+        updated=int(st.updated_replicas or 0),
+        current=(st.observed_generation or 0) >= ((d.metadata and d.metadata.generation) or 0),
+    )
+
+
+def _replicas(apps: client.AppsV1Api, owner: Owner, spec: WorkerPoolSpec) -> int:
+    """spec.replicas, or with autoscaling what the autoscaler last set (kept, not
+    fought: it writes through the scale subresource)."""
+    if not (spec.autoscaling and spec.autoscaling.enabled):
+        return spec.replicas
+    live = _read_deployment(apps, owner)
+    if live is not None and live.spec is not None and live.spec.replicas is not None:
+        return int(live.spec.replicas)
+    return spec.autoscaling.min_replicas
+
+
+def _read_deployment(apps: client.AppsV1Api, owner: Owner) -> client.V1Deployment | None:
+    try:
+        return apps.read_namespaced_deployment(names(owner.name)["deployment"], owner.namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _apply(api: client.ApiClient, owner: Owner, spec: WorkerPoolSpec, facts: PoolFacts) -> None:
+    applier = Applier(api)
+    desired = render_pool(owner, spec, facts)
+    for obj in desired:
+        outcome = applier.apply(obj)
+        if outcome != "unchanged":
+            log.info("%s %s/%s %s", outcome, obj["kind"], owner.namespace, obj["metadata"]["name"])
+    applier.prune(
+        owner.namespace,
+        owner.uid,
+        POOL_KINDS,
+        {(o["kind"], o["metadata"]["name"]) for o in desired},
+    )
