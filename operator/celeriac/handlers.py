@@ -7,12 +7,13 @@ from typing import Any
 
 import kopf
 
-from . import brokers, kube, reconcile
+from . import brokers, kube, pools
 from .api import GROUP, VERSION, WORKER_POOL, WORKFLOW_BROKER
-from .conditions import now_rfc3339
+from .autoscaler import Autoscaler
 
 PREFIX = "celeriac.io"
 BROKER_POLL_SECONDS = 5.0  # safety net; topology events arrive faster
+POOL_POLL_SECONDS = 5.0
 
 
 @kopf.on.startup()
@@ -26,6 +27,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     memo.api = kube.api_client()
+    memo.autoscaler = Autoscaler(memo.api)
+    memo.autoscaler.start()
+
+
+@kopf.on.cleanup()
+def stop_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+    memo.autoscaler.stop()
 
 
 @kopf.on.login()
@@ -68,21 +76,16 @@ def sentinel_events(
 @kopf.on.resume(GROUP, VERSION, WORKER_POOL.plural)
 @kopf.on.create(GROUP, VERSION, WORKER_POOL.plural)
 @kopf.on.update(GROUP, VERSION, WORKER_POOL.plural)
-def reconcile_pool(
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    namespace: str | None,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    ref = (spec.get("brokerRef") or {}).get("name")
-    broker = (
-        kube.get_custom(memo.api, GROUP, VERSION, WORKFLOW_BROKER.plural, namespace, ref)
-        if ref and namespace
-        else None
-    )
-    patch.status.update(
-        reconcile.pool_status(dict(spec), meta["generation"], dict(status), broker, now_rfc3339())
-    )
+@kopf.timer(GROUP, VERSION, WORKER_POOL.plural, interval=POOL_POLL_SECONDS)
+def reconcile_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    # The timer also picks up what pools depend on but do not watch: their broker's
+    # readiness, the password Secrets' content, the Deployment's rollout.
+    def emit(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    patch.status.update(pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler))
+
+
+@kopf.on.delete(GROUP, VERSION, WORKER_POOL.plural, optional=True)
+def forget_pool(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.autoscaler.forget(f"{namespace}/{name}")

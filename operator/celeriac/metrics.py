@@ -25,6 +25,11 @@ POLL_SECONDS = Histogram(
 BROKER_ERRORS = Counter(
     "celeriac_broker_errors_total", "Failed backlog measurements.", ["namespace", "broker"]
 )
+POLL_SKIPPED = Counter(
+    "celeriac_broker_poll_skipped_total",
+    "Backlog measurements skipped because the broker's previous one had not finished.",
+    ["namespace", "broker"],
+)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:
