@@ -42,3 +42,11 @@ ensure_control_plane() {
   CELERIAC_CONTROL_PLANE_BIN="$("$ROOT/hack/build-control-plane.sh")"
   export CELERIAC_CONTROL_PLANE_BIN
 }
+
+# Client tools for the tests besides kubectl (helm), built from Go modules and cached.
+ensure_tools() {
+  local bin
+  bin="$("$ROOT/hack/build-tools.sh")"
+  export CELERIAC_HELM="$bin/helm"
+  export PATH="$bin:$PATH"
+}

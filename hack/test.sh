@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs (Debian packages, a venv, the control
-# plane built from Go modules), checks CRD drift, lints, type-checks, runs pytest.
+# plane and helm built from Go modules), checks CRD drift, lints, type-checks, runs pytest.
 # Extra arguments go to pytest (e.g. hack/test.sh tests/unit -k crd).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_debs
 ensure_venv
 ensure_control_plane
+ensure_tools
 cd "$ROOT"
 hlog "checking that the committed CRDs match the models"
 celeriac crds --check

@@ -1,11 +1,13 @@
 """Fixtures backed by a real local control plane (started lazily, once per session).
 
 Only tests that request `control_plane` (directly or through `kube_api`,
-`namespace` or `kubectl`) start it, so tests/unit never pays for it.
+`namespace` or `kubectl`) start it, so tests/unit never pays for it. `helm` runs
+the helm that hack/build-tools.sh builds.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -14,7 +16,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from celeriac.localplane.controlplane import ControlPlane
-from helpers import Kubectl, namespace_name
+from helpers import Kubectl, helm_binary, namespace_name
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +71,38 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
     return run
 
 
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    """Run the Go-built helm: helm("lint", "charts/celeriac"). It needs no control
+    plane; commands that reach a cluster take --kubeconfig."""
+    binary = str(helm_binary())
+    home = tmp_path_factory.mktemp("helm")  # helm's config, cache and data stay per session
+    env = {
+        # Never the developer's cluster by accident.
+        **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+    def run(
+        *args: str, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+        )
+
+    return run
+
+
 # -- local node (celeriac.localnode): pods as local processes; needs root, iproute2, redis ---
 # Self-contained section: its imports are here so it can be moved or dropped as a whole.
-import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -26,6 +26,18 @@ class Kubectl(Protocol):
     ) -> subprocess.CompletedProcess[str]: ...
 
 
+def helm_binary() -> Path:
+    """The helm that hack/build-tools.sh builds: $CELERIAC_HELM (set by hack/test.sh),
+    else whatever the script prints (a no-op once its cache is filled)."""
+    env = os.environ.get("CELERIAC_HELM")
+    if env and os.access(env, os.X_OK):
+        return Path(env)
+    script = Path(__file__).resolve().parents[1] / "hack" / "build-tools.sh"
+    # stderr passes through so a cold build shows its progress.
+    out = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=True).stdout
+    return Path(out.strip().splitlines()[-1]) / "helm"
+
+
 def namespace_name(test_name: str, prefix: str = "t") -> str:
     """A fresh DNS-1123 label like `t-<short test name>-<random>` (max 63 chars)."""
     short = test_name.removeprefix("test_").lower()

@@ -74,6 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         liveness=args.liveness,
         metrics_port=args.metrics_port,
+        peering=args.peering,
+        priority=args.priority,
+        scan=args.scan,
     )
 
 
@@ -114,6 +117,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus /metrics on this port"
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace): "
+        "only the peer with the highest priority acts; default: standalone",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="peering priority (default: random below 2**30, so replicas never tie)",
+    )
+    run.add_argument(
+        "--no-scan",
+        dest="scan",
+        action="store_false",
+        help="do not watch namespaces and CRDs cluster-wide (for installs that grant only "
+        "namespaced Roles; CRDs installed later then need a restart)",
     )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)

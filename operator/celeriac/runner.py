@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,6 +16,9 @@ from . import kube
 from .api.crdgen import all_crds
 
 log = logging.getLogger("celeriac")
+# Random peering priorities stay below this, so `--priority` above it (e.g. a
+# developer's operator) always takes over from the deployed replicas.
+PRIORITY_MAX = 2**30
 
 
 def say(message: str) -> None:
@@ -65,6 +69,9 @@ def run(
     liveness: str | None,
     metrics_port: int | None = None,
     workdir: Path | None = None,
+    peering: str | None = None,
+    priority: int | None = None,
+    scan: bool = True,
 ) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     with ExitStack() as stack:
@@ -92,13 +99,26 @@ def run(
             say(f"metrics on :{metrics_port}/metrics")
 
         scope = ", ".join(namespaces) if namespaces else "all namespaces"
+        if peering is not None:
+            # kopf pauses every peer that ties on priority, so replicas of one
+            # Deployment must differ: a random one unless given.
+            if priority is None:
+                priority = random.SystemRandom().randint(1, PRIORITY_MAX)
+            say(f"peering {peering!r} with priority {priority}: one peer acts at a time")
         say(f"operator running, watching {scope}")
+        settings = kopf.OperatorSettings()
+        # kopf watches namespaces and CRDs cluster-wide; with only namespaced Roles
+        # it would retry the refused requests for about a minute before starting.
+        settings.scanning.disabled = not scan
         # kopf handles SIGINT/SIGTERM itself and returns after a graceful stop.
         asyncio.run(
             kopf.operator(
+                settings=settings,
                 clusterwide=not namespaces,
                 namespaces=namespaces,
-                standalone=True,
+                standalone=peering is None,
+                peering_name=peering,
+                priority=priority,
                 liveness_endpoint=liveness,
             )
         )
