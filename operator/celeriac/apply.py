@@ -107,6 +107,14 @@ class Applier:
         )
         return "created" if current is None else "updated"
 
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects of one kind in a namespace, by label selector."""
+        probe = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}}
+        listed = self._call("GET", object_path(probe), query=[("labelSelector", selector)])
+        return list(listed.get("items", []))
+
     def prune(
         self,
         namespace: str,
@@ -118,12 +126,8 @@ class Applier:
         removed = []
         for api_version, kind in kinds:
             probe = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}}
-            listed = self._call(
-                "GET",
-                object_path(probe),
-                query=[("labelSelector", f"{MANAGED_BY}=celeriac,{OWNER_LABEL}={owner_uid}")],
-            )
-            for item in listed.get("items", []):
+            selector = f"{MANAGED_BY}=celeriac,{OWNER_LABEL}={owner_uid}"
+            for item in self.list_objects(api_version, kind, namespace, selector):
                 name = item["metadata"]["name"]
                 if (kind, name) not in keep:
                     self._call(

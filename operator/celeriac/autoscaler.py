@@ -64,7 +64,8 @@ class Autoscaler:
         self.poller.start()
 
     def stop(self) -> None:
-        self.poller.stop()
+        # The process is exiting: round trips in flight die with it.
+        self.poller.stop(wait=False)
 
     def track(self, reg: Registration, tracked: Tracked) -> None:
         """Add or refresh a pool (settings, pods, address; replicas as last read)."""

@@ -5,9 +5,8 @@ Each grant names, as a regular expression over operator/celeriac/*.py, the code
 that makes the request. tests/integration/test_chart.py fails when a grant's
 evidence is gone or the chart and this list differ; test_chart_rbac.py runs the
 operator under the chart's ServiceAccount and fails on a refused request, on a
-request not listed here, and on a listed grant it never uses. `pending` grants
-are granted ahead of the WorkerPool code that will need them (Deployments scaled
-through /scale, deletion cost on worker pods): give them evidence once it lands.
+request not listed here, and on a listed grant it never uses. `pending` marks a
+grant given ahead of the code that will need it (none at present).
 """
 
 from __future__ import annotations
@@ -95,7 +94,9 @@ NAMESPACED: tuple[Grant, ...] = (
     ),
     Grant("celeriac.io", f"{POOLS}/status", ("patch",), "pool status", r"patch\.status\.update\("),
     Grant("", "events", ("create",), "kopf.event about the resources", r"kopf\.event\("),
-    Grant("", "events", ("patch",), "aggregated events of the pool reconcile", pending=True),
+    Grant(
+        "", "events", ("create",), "one Event per scaling decision", r"create_namespaced_event\("
+    ),
     Grant("", "secrets", ("get",), "broker passwords", r"read_namespaced_secret\("),
     Grant("", "secrets", ("create",), "generated broker passwords", r"create_namespaced_secret\("),
     *_applied("", "configmaps", "ConfigMap", "v1"),
@@ -109,33 +110,31 @@ NAMESPACED: tuple[Grant, ...] = (
         "pruning ServiceAccounts no longer desired",
         r'\("v1", "ServiceAccount"\): \("/api/v1", "serviceaccounts"\)',
     ),
-    Grant(
-        "apps",
-        "deployments",
-        ("list", "delete"),
-        "pruning Deployments no longer desired",
-        r'\("apps/v1", "Deployment"\): \("/apis/apps/v1", "deployments"\)',
-    ),
-    Grant(
-        "apps",
-        "deployments",
-        ("get", "watch", "create", "patch"),
-        "worker pool Deployments",
-        pending=True,
-    ),
+    *_applied("apps", "deployments", "Deployment", "apps/v1"),
     Grant(
         "apps",
         "deployments/scale",
-        ("get", "patch", "update"),
-        "worker pool replicas through the scale subresource",
-        pending=True,
+        ("patch",),
+        "the autoscaler sets worker replicas through the scale subresource",
+        r"patch_namespaced_deployment_scale\(",
     ),
-    Grant("", "pods", ("list",), "Redis pods' roles and rollout state", r"list_namespaced_pod\("),
-    Grant("", "pods", ("patch",), "master/replica role labels", r"patch_namespaced_pod\("),
+    Grant(
+        "",
+        "pods",
+        ("list",),
+        "Redis pods' roles and rollout state; worker pods the autoscaler reads",
+        r"list_namespaced_pod\(",
+    ),
+    Grant(
+        "",
+        "pods",
+        ("patch",),
+        "master/replica role labels; worker pods' deletion cost",
+        r"patch_namespaced_pod\(",
+    ),
     Grant(
         "", "pods", ("delete",), "OnDelete rollouts, one pod at a time", r"delete_namespaced_pod\("
     ),
-    Grant("", "pods", ("get", "watch"), "worker pods' deletion cost", pending=True),
 )
 
 # Cluster-scoped: only a ClusterRole can grant these.

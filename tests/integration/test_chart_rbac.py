@@ -40,7 +40,13 @@ G, V = "celeriac.io", "v1alpha1"
 # Grants this scenario cannot reach: without a node no Redis runs, so the Sentinels
 # never name a master and the broker code never touches pods
 # (tests/integration/test_broker.py drives those paths with the local node).
-NOT_REACHED = {("", "pods", "list"), ("", "pods", "patch"), ("", "pods", "delete")}
+# Reached only with pods running (no node runs them here): role labels, rollouts,
+# and the autoscaler acting on a measured backlog (test_autoscaling covers those).
+NOT_REACHED = {
+    ("", "pods", "patch"),
+    ("", "pods", "delete"),
+    ("apps", "deployments/scale", "patch"),
+}
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,15 @@ def test_operator_reconciles_under_the_chart_rbac_and_uses_every_grant(
             uid = broker["metadata"]["uid"]
             orphan = {"brokerRef": {"name": "missing"}, "image": "w", "app": "a:app"}
             create(custom, namespace, "WorkerPool", "orphan", orphan)
+            # A pool of broker b, autoscaled: its Deployment, ConfigMap and budget
+            # are applied, its pods listed, the broker's Secret read.
+            pool = {
+                "brokerRef": {"name": "b"},
+                "image": "w",
+                "app": "a:app",
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 2},
+            }
+            create(custom, namespace, "WorkerPool", "w", pool)
             st = wait_for(
                 lambda: (
                     (s := broker_status(custom, namespace, "b")).get("observedGeneration") == 1
@@ -244,6 +259,9 @@ def test_operator_reconciles_under_the_chart_rbac_and_uses_every_grant(
             apps = client.AppsV1Api(kube_api)
             assert apps.read_namespaced_stateful_set("b-redis", namespace).metadata.owner_references
             assert core.read_namespaced_secret("b-auth", namespace).data["password"]
+            wait_for(
+                lambda: apps.list_namespaced_deployment(namespace).items, 60, 0.2, "pool Deployment"
+            )
             plant_strays(kube_api, namespace, uid)
             wait_for(lambda: not strays_left(kube_api, namespace, uid), 90, 0.5, "pruning")
             wait_for(

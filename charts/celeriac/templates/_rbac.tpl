@@ -16,7 +16,7 @@ is the reasoned list these must equal; tests/integration/test_chart.py checks bo
   verbs: [patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 # A generated broker password is created once, then only read.
 - apiGroups: [""]
   resources: [secrets]
@@ -35,17 +35,19 @@ is the reasoned list these must equal; tests/integration/test_chart.py checks bo
 - apiGroups: [""]
   resources: [serviceaccounts]
   verbs: [list, delete]
-# Worker pools: Deployments scaled through their scale subresource.
+# Worker pools: Deployments applied like the rest; the autoscaler sets replicas
+# through the scale subresource.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments/scale]
-  verbs: [get, patch, update]
-# Role labels on Redis pods, OnDelete rollouts, deletion cost on worker pods.
+  verbs: [patch]
+# Role labels on Redis pods, OnDelete rollouts; the autoscaler lists worker pods
+# and sets their deletion cost.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [list, patch, delete]
 {{- end -}}
 
 {{- define "celeriac.namespacedPeeringRule" -}}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..render.connection import Connection
 
@@ -69,6 +71,9 @@ def _client(hostport: str, password: str | None, timeout: float = 1.0) -> redis.
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=True,
+        # One try: a Sentinel that does not answer is skipped, the next one asked;
+        # redis-py's default retries would hold a reconcile for seconds per host.
+        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -199,11 +199,14 @@ class Poller:
             if self._stop.wait(delay):
                 return
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop polling; `wait=False` does not wait for round trips in flight (a
+        broker whose name does not resolve can hold one for many seconds)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and wait:
             self._thread.join()
-        self._executor.shutdown(wait=True)
-        with self._lock:
-            for b in self._brokers.values():
-                self._close(b)
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+        if wait:
+            with self._lock:
+                for b in self._brokers.values():
+                    self._close(b)
