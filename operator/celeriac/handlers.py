@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from . import brokers, kube, pools
+from . import brokers, kube, metrics, pools
 from .api import GROUP, VERSION, WORKER_POOL, WORKFLOW_BROKER
 from .autoscaler import Autoscaler
 
@@ -51,7 +51,8 @@ def reconcile_broker(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: A
     def emit(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
-    patch.status.update(brokers.reconcile_broker(memo.api, dict(body), emit))
+    with metrics.counted("WorkflowBroker"):
+        patch.status.update(brokers.reconcile_broker(memo.api, dict(body), emit))
 
 
 @kopf.daemon(
@@ -83,9 +84,11 @@ def reconcile_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
     def emit(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
-    patch.status.update(pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler))
+    with metrics.counted("WorkerPool"):
+        patch.status.update(pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler))
 
 
 @kopf.on.delete(GROUP, VERSION, WORKER_POOL.plural, optional=True)
-def forget_pool(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+def forget_pool(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     memo.autoscaler.forget(f"{namespace}/{name}")
+    pools.forget(uid)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter(
@@ -30,6 +33,17 @@ POLL_SKIPPED = Counter(
     "Backlog measurements skipped because the broker's previous one had not finished.",
     ["namespace", "broker"],
 )
+
+
+@contextmanager
+def counted(kind: str) -> Iterator[None]:
+    """Count one reconcile of `kind` by outcome (ok, error)."""
+    try:
+        yield
+    except Exception:
+        RECONCILES.labels(kind, "error").inc()
+        raise
+    RECONCILES.labels(kind, "ok").inc()
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

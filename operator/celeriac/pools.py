@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,6 @@ from . import kube, reconcile
 from .api import GROUP, VERSION, WORKFLOW_BROKER, WorkerPoolSpec, WorkflowBrokerSpec
 from .apply import Applier
 from .autoscaler import Autoscaler, Tracked
-from .brokers import read_password
 from .render.connection import connection
 from .render.meta import Owner
 from .render.pool import (
@@ -71,17 +71,25 @@ def _fingerprint(uid: str, version: str, data: tuple[tuple[str, str], ...]) -> s
     return hashlib.pbkdf2_hmac("sha256", joined, uid.encode(), 50_000).hex()[:16]
 
 
-def secrets_fingerprint(core: client.CoreV1Api, namespace: str, names_: list[str]) -> str | Blocked:
-    parts = []
+def read_secrets(
+    core: client.CoreV1Api, namespace: str, names_: list[str]
+) -> dict[str, client.V1Secret] | Blocked:
+    out = {}
     for name in names_:
         try:
-            secret = core.read_namespaced_secret(name, namespace)
+            out[name] = core.read_namespaced_secret(name, namespace)
         except ApiException as err:
             if err.status == 404:
                 return Blocked("BrokerNotReady", f"password Secret {name} not found")
             raise
-        meta = secret.metadata or client.V1ObjectMeta()
-        data = tuple(sorted((secret.data or {}).items()))
+    return out
+
+
+def secrets_fingerprint(secrets: dict[str, client.V1Secret]) -> str:
+    parts = []
+    for name in sorted(secrets):
+        meta = secrets[name].metadata or client.V1ObjectMeta()
+        data = tuple(sorted((secrets[name].data or {}).items()))
         parts.append(_fingerprint(str(meta.uid), str(meta.resource_version), data))
     return ",".join(parts)
 
@@ -103,12 +111,15 @@ def reconcile_pool(
         )
     owner = Owner("WorkerPool", meta["name"], meta["namespace"], meta["uid"])
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    outcome = _reconcile(api, core, apps, owner, spec, autoscaler)
+    live = _read_deployment(apps, owner)
+    outcome = _reconcile(api, core, apps, owner, spec, autoscaler, live)
     if isinstance(outcome, Blocked) and _reason(status) != outcome.reason:
         emit("Warning", outcome.reason, outcome.message)
-    state = _deployment_state(_read_deployment(apps, owner))
+    if isinstance(outcome, Outcome) and outcome.applied:
+        live = _read_deployment(apps, owner)
+    state = _deployment_state(live)
     problem = (outcome.reason, outcome.message) if isinstance(outcome, Blocked) else None
-    broker_ready = outcome is True
+    broker_ready = isinstance(outcome, Outcome) and outcome.broker_ready
     return reconcile.pool_status(
         owner.name, spec, generation, status, state, broker_ready, problem, now
     )
@@ -121,10 +132,11 @@ def _reconcile(
     owner: Owner,
     spec: WorkerPoolSpec,
     autoscaler: Autoscaler | None,
-) -> Blocked | bool:
-    """Apply what can be applied; the problem that stops it, or whether the broker
-    is Ready. Workers already running keep running while blocked: a missing broker
-    object is no reason to stop consuming from a broker that may well be up."""
+    live: client.V1Deployment | None,
+) -> Blocked | Outcome:
+    """Apply what can be applied, or the problem that stops it. Workers already
+    running keep running while blocked: a missing broker object is no reason to
+    stop consuming from a broker that may well be up."""
     found = _broker(api, owner.namespace, spec.broker_ref.name)
     if isinstance(found, Blocked):
         return found
@@ -145,15 +157,21 @@ def _reconcile(
     with lock or nullcontext():
         # Under the autoscaler's lock: the replicas applied are the ones it set.
         known = autoscaler.replicas_of(pool_id) if autoscaler and lock else None
-        facts = PoolFacts(
-            broker, results, known if known is not None else _replicas(apps, owner, spec)
-        )
-        fingerprint = secrets_fingerprint(core, owner.namespace, password_secrets(owner, facts))
-        if isinstance(fingerprint, Blocked):
-            return fingerprint
-        _apply(api, owner, spec, PoolFacts(broker, results, facts.replicas, fingerprint))
+        replicas = known if known is not None else _replicas(spec, live)
+        facts = PoolFacts(broker, results, replicas)
+        secrets = read_secrets(core, owner.namespace, password_secrets(owner, facts))
+        if isinstance(secrets, Blocked):
+            return secrets
+        facts = PoolFacts(broker, results, replicas, secrets_fingerprint(secrets))
+        # Idle timer runs write nothing and read little: apply only when an input
+        # changed or the Deployment is gone.
+        inputs = _inputs(owner, spec, facts)
+        applied = live is None or _APPLIED.get(owner.uid) != inputs
+        if applied:
+            _apply(api, owner, spec, facts)
+            _APPLIED[owner.uid] = inputs
     if autoscaler and auto:
-        address = _address(core, owner.namespace, broker)
+        address = _address(owner.namespace, broker, secrets)
         if isinstance(address, Blocked):
             return address
         autoscaler.track(
@@ -181,17 +199,49 @@ def _reconcile(
         )
     elif autoscaler:
         autoscaler.forget(pool_id)
-    return ready
+    return Outcome(ready, applied)
 
 
-def _address(core: client.CoreV1Api, namespace: str, broker: PoolBroker) -> BrokerAddress | Blocked:
+@dataclass(frozen=True)
+class Outcome:
+    broker_ready: bool
+    applied: bool  # objects were (re)applied this time
+
+
+# Per pool uid: the inputs of the last successful apply (process memory; a restart
+# applies everything once, which writes nothing when nothing changed).
+_APPLIED: dict[str, str] = {}
+
+
+def forget(uid: str) -> None:
+    _APPLIED.pop(uid, None)
+
+
+def _inputs(owner: Owner, spec: WorkerPoolSpec, facts: PoolFacts) -> str:
+    parts = [
+        owner.name,
+        spec.model_dump_json(),
+        facts.broker.spec.model_dump_json(),
+        facts.results.spec.model_dump_json() if facts.results else "",
+        str(facts.replicas),
+        facts.secrets_fingerprint,
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _address(
+    namespace: str, broker: PoolBroker, secrets: dict[str, client.V1Secret]
+) -> BrokerAddress | Blocked:
     """How the autoscaler reaches the broker, passwords included (kept in memory)."""
     conn = connection(broker.name, namespace, broker.spec)
     passwords: list[str | None] = []
     for ref in (conn.password, conn.sentinel_password):
-        value = read_password(core, namespace, ref.name, ref.key) if ref else None
-        if ref and value is None:
-            return Blocked("BrokerNotReady", f"Secret {ref.name} with key {ref.key} not found")
+        value = None
+        if ref:
+            secret = secrets.get(ref.name)
+            value = secret_value(secret.data if secret else None, ref.key)
+            if value is None:
+                return Blocked("BrokerNotReady", f"Secret {ref.name} has no key {ref.key}")
         passwords.append(value)
     return BrokerAddress(
         hosts=tuple(conn.hosts),
@@ -201,6 +251,11 @@ def _address(core: client.CoreV1Api, namespace: str, broker: PoolBroker) -> Brok
         sentinel_password=passwords[1],
         tls=conn.scheme == "rediss",
     )
+
+
+def secret_value(data: Mapping[str, Any] | None, key: str) -> str | None:
+    raw = (data or {}).get(key)
+    return base64.b64decode(raw).decode() if raw is not None else None
 
 
 def _pods(core: client.CoreV1Api, owner: Owner) -> tuple[str, ...]:
@@ -226,12 +281,11 @@ def _deployment_state(d: client.V1Deployment | None) -> reconcile.DeploymentStat
     )
 
 
-def _replicas(apps: client.AppsV1Api, owner: Owner, spec: WorkerPoolSpec) -> int:
-    """spec.replicas, or with autoscaling what the autoscaler last set (kept, not
-    fought: it writes through the scale subresource)."""
+def _replicas(spec: WorkerPoolSpec, live: client.V1Deployment | None) -> int:
+    """spec.replicas, or with autoscaling what the Deployment has (the autoscaler
+    writes it through the scale subresource; not fought), min on creation."""
     if not (spec.autoscaling and spec.autoscaling.enabled):
         return spec.replicas
-    live = _read_deployment(apps, owner)
     if live is not None and live.spec is not None and live.spec.replicas is not None:
         return int(live.spec.replicas)
     return spec.autoscaling.min_replicas

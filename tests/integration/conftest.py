@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,9 @@ def custom(kube_api: client.ApiClient, crds: list[dict[str, Any]]) -> client.Cus
     return client.CustomObjectsApi(kube_api)
 
 
-@pytest.fixture
-def operator(control_plane: Any, local_node: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    log = tmp_path / "operator.log"
+@contextmanager
+def running_operator(control_plane: Any, namespace: str, log: Path) -> Iterator[Path]:
+    """`celeriac run` for one namespace; stops it with SIGTERM and expects exit 0."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "celeriac.cli", "run", "--no-local", "-n", namespace],
         env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
@@ -42,7 +43,28 @@ def operator(control_plane: Any, local_node: Any, namespace: str, tmp_path: Path
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    wait_for(lambda: "operator running" in log.read_text(), 60, what="operator start")
-    yield log
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0, log.read_text()[-3000:]
+    try:
+        wait_for(lambda: "operator running" in log.read_text(), 60, 0.2, "operator start")
+        yield log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert code == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture
+def operator(control_plane: Any, local_node: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The operator, with the local node running pods."""
+    with running_operator(control_plane, namespace, tmp_path / "operator.log") as log:
+        yield log
+
+
+@pytest.fixture
+def plain_operator(control_plane: Any, crds: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The operator alone (pods stay Pending unless the local node already runs)."""
+    with running_operator(control_plane, namespace, tmp_path / "operator.log") as log:
+        yield log

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from loadkit import producer_app
-from test_broker import wait_phase
+from test_broker import create_broker, wait_phase
 from test_pool import BROKER, broker_password, create_pool, pool_status
 from waiting import wait_for
 
@@ -32,15 +32,7 @@ def test_burst_scales_up_drains_and_returns_to_zero_without_killing_busy_workers
     namespace: str,
 ) -> None:
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
-    body = {
-        "apiVersion": "celeriac.io/v1alpha1",
-        "kind": "WorkflowBroker",
-        "metadata": {"name": "b"},
-        "spec": BROKER,
-    }
-    custom.create_namespaced_custom_object(
-        "celeriac.io", "v1alpha1", namespace, "workflowbrokers", body
-    )
+    create_broker(custom, namespace, BROKER)
     create_pool(
         custom,
         namespace,

@@ -5,13 +5,7 @@ re-applies alike, while a field the operator does own is put back."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -23,29 +17,6 @@ from helpers import Kubectl
 pytestmark = pytest.mark.integration
 G, V = "celeriac.io", "v1alpha1"
 STS = "b-redis"
-
-
-@pytest.fixture
-def operator_log(control_plane: Any, crds: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    log = tmp_path / "operator.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celeriac.cli", "run", "--no-local", "-n", namespace],
-        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(lambda: "operator running" in log.read_text(), 60, 0.2, "operator start")
-        yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        assert code == 0, log.read_text()[-3000:]
 
 
 def timer_runs(log: Path) -> int:
@@ -66,7 +37,7 @@ def test_fields_of_other_managers_survive_reconciles(
     kube_api: client.ApiClient,
     custom: client.CustomObjectsApi,
     namespace: str,
-    operator_log: Path,
+    plain_operator: Path,
 ) -> None:
     apps = client.AppsV1Api(kube_api)
     broker = {
@@ -105,8 +76,8 @@ def test_fields_of_other_managers_survive_reconciles(
         assert FIELD_MANAGER not in owners(sts, "f:example.com/note")
 
     # Idle reconciles: the 5 s timer runs twice more.
-    runs = timer_runs(operator_log)
-    wait_for(lambda: timer_runs(operator_log) >= runs + 2, 30, 0.5, "two timer reconciles")
+    runs = timer_runs(plain_operator)
+    wait_for(lambda: timer_runs(plain_operator) >= runs + 2, 30, 0.5, "two timer reconciles")
     foreign_fields_intact()
 
     # A change the operator must apply (force=true) still leaves them alone.

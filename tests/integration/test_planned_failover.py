@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from loadkit import Load, MasterWatch, producer_app
-from test_broker import broker_status, wait_phase
+from test_broker import broker_status, create_broker, wait_phase
 from test_pool import BROKER, broker_password, create_pool, wait_pool_ready
 from waiting import wait_for
 
@@ -43,13 +43,7 @@ def test_planned_failovers_lose_nothing(
 ) -> None:
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     broker = {**BROKER, "redis": {"replicas": 2}}
-    body = {
-        "apiVersion": f"{G}/{V}",
-        "kind": "WorkflowBroker",
-        "metadata": {"name": "b"},
-        "spec": broker,
-    }
-    custom.create_namespaced_custom_object(G, V, namespace, "workflowbrokers", body)
+    create_broker(custom, namespace, broker)
     create_pool(custom, namespace, "w", {"app": "wrongapp:app", "acksLate": True, "replicas": 2})
     status = wait_phase(custom, namespace, "Ready", 180)
     wait_pool_ready(custom, namespace, "w")

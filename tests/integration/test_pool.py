@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from kubernetes import client
+from loadkit import producer_app
 from test_broker import broker_status, condition, create_broker, wait_phase
 from waiting import wait_for
 
@@ -55,24 +55,6 @@ def broker_password(core: client.CoreV1Api, ns: str) -> str:
     return base64.b64decode(core.read_namespaced_secret("b-auth", ns).data["password"]).decode()
 
 
-def client_app(status: dict[str, Any], password: str) -> Celery:
-    """A producer configured from the broker's published connection info."""
-    conn = status["connection"]
-
-    def with_password(url: str) -> str:
-        return url.replace("sentinel://", f"sentinel://:{password}@")
-
-    options = {"master_name": conn["masterName"], "sentinel_kwargs": {"password": password}}
-    app = Celery("producer")
-    app.conf.update(
-        broker_url=with_password(conn["brokerURL"]),
-        result_backend=with_password(conn["resultBackendURL"]),
-        broker_transport_options=options,
-        result_backend_transport_options=options,
-    )
-    return app
-
-
 def pod_logs(local_node: Any, core: client.CoreV1Api, ns: str, selector: str) -> str:
     pods = core.list_namespaced_pod(ns, label_selector=selector).items
     return "".join(local_node.log_text(ns, p.metadata.name, "worker") for p in pods)
@@ -106,7 +88,7 @@ def test_unmodified_celery_app_reaches_broker_through_sentinel(
     assert pool["selector"] == "app.kubernetes.io/component=worker,celeriac.io/pool=w"
 
     password = broker_password(core, namespace)
-    producer = client_app(status, password)
+    producer = producer_app(status["connection"], password)
     assert producer.send_task("wrongapp.add", (2, 3)).get(timeout=60) == 5
     seen = producer.send_task("wrongapp.settings").get(timeout=60)
     assert seen == {

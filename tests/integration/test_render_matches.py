@@ -3,11 +3,8 @@ compared object by object with what the operator applied on the API server."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +39,6 @@ def offline_neutral(obj: dict[str, Any]) -> dict[str, Any]:
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
         meta.pop(key, None)
     return dict(out)
-
-
-@pytest.fixture
-def plain_operator(control_plane: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    log = tmp_path / "operator.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celeriac.cli", "run", "--no-local", "-n", namespace],
-        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for(lambda: "operator running" in log.read_text(), 60, what="operator start")
-    yield log
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0, log.read_text()[-3000:]
 
 
 def test_render_of_the_examples_equals_what_the_operator_creates(

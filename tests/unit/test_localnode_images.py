@@ -90,3 +90,10 @@ def test_table_from_a_file(tmp_path: Path) -> None:
     assert missing_executables(mine) == ["definitely-not-installed-exe"]
     with pytest.raises(ImageError):
         parse_table("{not: a list}")
+
+
+def test_image_paths_name_the_venv_and_pythonpath_to_keep_visible() -> None:
+    from celeriac.localnode.pod import image_paths
+
+    env = {"PATH": "/tmp/clone/.venv/bin:/usr/bin:/bin", "PYTHONPATH": "/tmp/clone/tests/apps"}
+    assert image_paths(env) == ["/tmp/clone/.venv", "/usr", "/", "/tmp/clone/tests/apps"]

@@ -46,6 +46,7 @@ class Launch:
     python: str
     scratch: Path
     start_error: Path
+    expose: list[str]  # host paths of the image (venv, PYTHONPATH) to keep visible
     log: Path
     marker: dict[str, str]
 
@@ -65,6 +66,7 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
         "hostsFile": launch.hosts_file,
         "scratch": str(launch.scratch),
         "startError": str(launch.start_error),
+        "expose": launch.expose,
     }
     launch.scratch.mkdir(parents=True, exist_ok=True)
     launch.log.parent.mkdir(parents=True, exist_ok=True)

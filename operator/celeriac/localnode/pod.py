@@ -40,6 +40,20 @@ ERR_IMAGE_PULL_SHOWN = 1.0  # ErrImagePull stays visible this long before ImageP
 DEFAULT_GRACE = 30
 
 
+def image_paths(env: dict[str, str]) -> list[str]:
+    """Directories an image entry runs from: PATH entries (a venv's bin/ stands for
+    the whole venv) and PYTHONPATH entries. Pods get a private /tmp, so the ones
+    under /tmp (a clone checked out there) must be bound back in."""
+    out: list[str] = []
+    for var in ("PATH", "PYTHONPATH"):
+        for entry in filter(None, env.get(var, "").split(":")):
+            path = Path(entry)
+            path = path.parent if var == "PATH" and path.name == "bin" else path
+            if str(path) not in out:
+                out.append(str(path))
+    return out
+
+
 @dataclass
 class NodeRuntime:
     """What every pod worker of one agent shares."""
@@ -327,6 +341,7 @@ class PodWorker:
             python=self.rt.python,
             scratch=cdir / "scratch",
             start_error=cdir / "start-error",
+            expose=image_paths(image.env),
             log=self.dir / "logs" / c.name / f"{instance}.log",
             marker=marker,
         )

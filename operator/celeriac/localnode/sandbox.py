@@ -67,6 +67,19 @@ def _overlay(scratch: Path, root: Path, name: str) -> None:
     mount("overlay", target, "overlay", 0, f"lowerdir=/{name},upperdir={upper},workdir={work}")
 
 
+def _expose_in_tmp(root: Path, paths: list[str]) -> None:
+    """Bind, read-only, the image's directories that live under the host's /tmp
+    (hidden by the pod's private /tmp): a venv in a clone under /tmp, say."""
+    for path in paths:
+        host = _host_path(path)
+        if not host.startswith("/tmp/") or not os.path.isdir(host):
+            continue
+        target = root / host.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        mount(host, target, None, MS_BIND | MS_REC)
+        mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)
+
+
 def build_root(spec: dict[str, Any]) -> Path:
     scratch = Path(spec["scratch"])
     mount("tmpfs", scratch, "tmpfs", 0, "mode=0755")
@@ -91,6 +104,7 @@ def build_root(spec: dict[str, Any]) -> Path:
             tmp.chmod(0o1777)
             target.mkdir()
             mount(str(tmp), target, None, MS_BIND)
+            _expose_in_tmp(root, spec.get("expose") or [])
         elif name in needs_overlay and name not in _RBIND_ALWAYS:
             _overlay(scratch, root, name)
         else:

@@ -119,7 +119,11 @@ def render_broker(
     sentinel_mode = spec.mode == "sentinel"
     sentinel = spec.sentinel or SentinelSpec()
     config = _config_map(owner, names, spec, redis, sentinel)
-    config_hash = hashlib.sha256(json.dumps(config["data"], sort_keys=True).encode()).hexdigest()
+    data = config["data"]
+    # Each StatefulSet rolls only for the files its pods read: a Redis setting
+    # must not restart the Sentinels as well (one failover per change at most).
+    redis_hash = _hash({k: v for k, v in data.items() if not k.startswith("sentinel")})
+    sentinel_hash = _hash({k: v for k, v in data.items() if not k.startswith("redis")})
     env = _env(names, spec, sentinel)
     objects: list[dict[str, Any]] = [
         config,
@@ -133,7 +137,7 @@ def render_broker(
             files.REDIS_PORT,
             "redis",
         ),
-        _redis_statefulset(owner, names, spec, redis, env, config_hash, facts.redis_pods),
+        _redis_statefulset(owner, names, spec, redis, env, redis_hash, facts.redis_pods),
     ]
     if sentinel_mode:
         labels = _labels(names, "sentinel")
@@ -147,7 +151,7 @@ def render_broker(
                 files.SENTINEL_PORT,
                 "sentinel",
             ),
-            _sentinel_statefulset(owner, names, spec, sentinel, env, config_hash),
+            _sentinel_statefulset(owner, names, spec, sentinel, env, sentinel_hash),
         ]
     for component in ("redis", "sentinel") if sentinel_mode else ("redis",):
         pdb = disruption_budget(
@@ -160,6 +164,10 @@ def render_broker(
         if pdb:
             objects.append(pdb)
     return objects
+
+
+def _hash(data: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def _selector(names: BrokerNames, component: str) -> dict[str, str]:
