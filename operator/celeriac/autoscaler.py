@@ -47,6 +47,7 @@ class Tracked:
     replicas: int  # the Deployment's, as last read or set
     history: policy.History = field(default_factory=policy.History)
     costs: dict[str, str] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)  # as last written
     status_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -138,9 +139,9 @@ class Autoscaler:
             self._event(t, "Scaled", message)
             status.update(lastScaleTime=now_rfc3339(), lastScaleReason=message)
             t.replicas = d.replicas
-        elif now - t.status_at < STATUS_EVERY_SECONDS:
-            return
-        t.status_at = now
+        elif status == t.status or now - t.status_at < STATUS_EVERY_SECONDS:
+            return  # unchanged counts write nothing; changing ones every 10 s at most
+        t.status, t.status_at = status, now
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, t.namespace, WORKER_POOL.plural, t.name, {"status": status}
         )

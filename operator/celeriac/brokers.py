@@ -225,8 +225,9 @@ def _observe(
         if topology:
             master = topology.master
             label_roles(core, names, master)
-            if sentinel_ready == sentinel_wanted == len(conn.hosts):
-                forget_stale(names, spec, conn, password, emit)
+            handing_over = plan is not None and plan.failover
+            if sentinel_ready == sentinel_wanted == len(conn.hosts) and not handing_over:
+                forget_stale(core, names, conn, password, emit)
             roll(core, apps, names, reconcile.pod_of(master), emit)
     elif redis_ready:
         master = names.redis_pod(0)
@@ -312,12 +313,19 @@ def prepare_scale_down(
 
 
 def forget_stale(
-    names: BrokerNames, spec: WorkflowBrokerSpec, conn: Connection, password: str | None, emit: Emit
+    core: client.CoreV1Api, names: BrokerNames, conn: Connection, password: str | None, emit: Emit
 ) -> None:
     """SENTINEL RESET one Sentinel that remembers pods which no longer exist (after
     a scale-down or a replaced pod); one per reconcile, so the others keep watching
-    while it rediscovers the group."""
-    redis_hosts = [names.redis_pod(i) for i in range(redis_replicas(spec))]
+    while it rediscovers the group. Pods that still exist (about to go, or not yet
+    shrunk away during a handover) are not stale: resetting for them would make the
+    Sentinels forget the replicas a handover needs, again and again."""
+    pods = core.list_namespaced_pod(
+        names.namespace,
+        label_selector=f"celeriac.io/broker={names.name},app.kubernetes.io/component=redis",
+    ).items
+    ordinals = [reconcile.ordinal_of(str(p.metadata.name)) for p in pods if p.metadata]
+    redis_hosts = [names.redis_pod(i) for i in ordinals if i is not None]
     sentinel_hosts = [h.rsplit(":", 1)[0] for h in conn.hosts]
     for hostport in conn.hosts:
         view = read_sentinel(hostport, password, conn.master_name or "")

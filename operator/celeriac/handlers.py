@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -13,7 +14,12 @@ from .autoscaler import Autoscaler
 
 PREFIX = "celeriac.io"
 BROKER_POLL_SECONDS = 5.0  # safety net; topology events arrive faster
-POOL_POLL_SECONDS = 5.0
+POOL_POLL_SECONDS = 10.0  # readiness and rollouts; specs trigger reconciles at once
+
+
+def changed(status: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what differs: a timer run that found nothing new writes nothing."""
+    return {k: v for k, v in new.items() if status.get(k) != v}
 
 
 @kopf.on.startup()
@@ -52,7 +58,8 @@ def reconcile_broker(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: A
         kopf.event(body, type=type_, reason=reason, message=message)
 
     with metrics.counted("WorkflowBroker"):
-        patch.status.update(brokers.reconcile_broker(memo.api, dict(body), emit))
+        new = brokers.reconcile_broker(memo.api, dict(body), emit)
+        patch.status.update(changed(body.get("status") or {}, new))
 
 
 @kopf.daemon(
@@ -85,7 +92,8 @@ def reconcile_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
         kopf.event(body, type=type_, reason=reason, message=message)
 
     with metrics.counted("WorkerPool"):
-        patch.status.update(pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler))
+        new = pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler)
+        patch.status.update(changed(body.get("status") or {}, new))
 
 
 @kopf.on.delete(GROUP, VERSION, WORKER_POOL.plural, optional=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from kubernetes import client
@@ -20,8 +21,9 @@ from . import kube, reconcile
 from .api import GROUP, VERSION, WORKFLOW_BROKER, WorkerPoolSpec, WorkflowBrokerSpec
 from .apply import Applier
 from .autoscaler import Autoscaler, Tracked
+from .readcache import cached
 from .render.connection import connection
-from .render.meta import Owner
+from .render.meta import POOL_LABEL, Owner
 from .render.pool import (
     PoolBroker,
     PoolFacts,
@@ -30,7 +32,6 @@ from .render.pool import (
     password_secrets,
     queues,
     render_pool,
-    selector_string,
     transport_key_options,
 )
 from .scaling import policy
@@ -51,7 +52,10 @@ class Blocked:
 
 def _broker(api: client.ApiClient, namespace: str, name: str) -> tuple[PoolBroker, bool] | Blocked:
     """The broker and whether it is Ready."""
-    body = kube.get_custom(api, GROUP, VERSION, WORKFLOW_BROKER.plural, namespace, name)
+    body = cached(
+        ("broker", namespace, name),
+        lambda: kube.get_custom(api, GROUP, VERSION, WORKFLOW_BROKER.plural, namespace, name),
+    )
     if body is None:
         return Blocked("BrokerNotFound", f"WorkflowBroker {name} not found")
     try:
@@ -77,7 +81,10 @@ def read_secrets(
     out = {}
     for name in names_:
         try:
-            out[name] = core.read_namespaced_secret(name, namespace)
+            out[name] = cached(
+                ("secret", namespace, name),
+                partial(core.read_namespaced_secret, name, namespace),
+            )
         except ApiException as err:
             if err.status == 404:
                 return Blocked("BrokerNotReady", f"password Secret {name} not found")
@@ -111,7 +118,7 @@ def reconcile_pool(
         )
     owner = Owner("WorkerPool", meta["name"], meta["namespace"], meta["uid"])
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    live = _read_deployment(apps, owner)
+    live = _read_deployment(apps, owner, fresh=False)
     outcome = _reconcile(api, core, apps, owner, spec, autoscaler, live)
     if isinstance(outcome, Blocked) and _reason(status) != outcome.reason:
         emit("Warning", outcome.reason, outcome.message)
@@ -165,11 +172,12 @@ def _reconcile(
         facts = PoolFacts(broker, results, replicas, secrets_fingerprint(secrets))
         # Idle timer runs write nothing and read little: apply only when an input
         # changed or the Deployment is gone.
-        inputs = _inputs(owner, spec, facts)
-        applied = live is None or _APPLIED.get(owner.uid) != inputs
+        inputs, at = _inputs(owner, spec, facts), time.monotonic()
+        last = _APPLIED.get(owner.uid)
+        applied = live is None or last is None or last[0] != inputs or at - last[1] > FULL_APPLY
         if applied:
             _apply(api, owner, spec, facts)
-            _APPLIED[owner.uid] = inputs
+            _APPLIED[owner.uid] = (inputs, at)
     if autoscaler and auto:
         address = _address(owner.namespace, broker, secrets)
         if isinstance(address, Blocked):
@@ -208,9 +216,11 @@ class Outcome:
     applied: bool  # objects were (re)applied this time
 
 
-# Per pool uid: the inputs of the last successful apply (process memory; a restart
-# applies everything once, which writes nothing when nothing changed).
-_APPLIED: dict[str, str] = {}
+# Per pool uid: the inputs and time of the last successful apply (process memory;
+# a restart applies everything once, which writes nothing when nothing changed).
+# A full apply every FULL_APPLY seconds also repairs objects someone edited.
+_APPLIED: dict[str, tuple[str, float]] = {}
+FULL_APPLY = 300.0
 
 
 def forget(uid: str) -> None:
@@ -259,8 +269,19 @@ def secret_value(data: Mapping[str, Any] | None, key: str) -> str | None:
 
 
 def _pods(core: client.CoreV1Api, owner: Owner) -> tuple[str, ...]:
-    pods = core.list_namespaced_pod(owner.namespace, label_selector=selector_string(owner.name))
-    return tuple(sorted(str(p.metadata.name) for p in pods.items if p.metadata))
+    """The pool's worker pods (one list of the namespace's workers per window)."""
+    pods = cached(
+        ("pods", owner.namespace),
+        lambda: (
+            core.list_namespaced_pod(
+                owner.namespace, label_selector="app.kubernetes.io/component=worker"
+            ).items
+        ),
+    )
+    metas = [p.metadata for p in pods if p.metadata]
+    return tuple(
+        sorted(str(m.name) for m in metas if (m.labels or {}).get(POOL_LABEL) == owner.name)
+    )
 
 
 def _reason(status: dict[str, Any]) -> str | None:
@@ -291,9 +312,24 @@ def _replicas(spec: WorkerPoolSpec, live: client.V1Deployment | None) -> int:
     return spec.autoscaling.min_replicas
 
 
-def _read_deployment(apps: client.AppsV1Api, owner: Owner) -> client.V1Deployment | None:
+def _read_deployment(
+    apps: client.AppsV1Api, owner: Owner, fresh: bool = True
+) -> client.V1Deployment | None:
+    """The pool's Deployment; unless `fresh`, from one list of the namespace's
+    worker Deployments per window."""
+    name = names(owner.name)["deployment"]
+    if not fresh:
+        listed = cached(
+            ("deployments", owner.namespace),
+            lambda: (
+                apps.list_namespaced_deployment(
+                    owner.namespace, label_selector="app.kubernetes.io/component=worker"
+                ).items
+            ),
+        )
+        return next((d for d in listed if d.metadata and d.metadata.name == name), None)
     try:
-        return apps.read_namespaced_deployment(names(owner.name)["deployment"], owner.namespace)
+        return apps.read_namespaced_deployment(name, owner.namespace)
     except ApiException as err:
         if err.status == 404:
             return None
