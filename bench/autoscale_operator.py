@@ -138,7 +138,8 @@ def scale(api: client.ApiClient, ports: list[int], pools: int, pid: int) -> dict
         create(custom, ns, "WorkflowBroker", "b", broker_spec(port))
         r = redis.Redis(port=port)
         for j in range(per_broker):
-            r.lpush(f"q{j}", *[b"{}"] * (j % 3))  # some backlog on some queues
+            if j % 3:
+                r.lpush(f"q{j}", *[b"{}"] * (j % 3))  # some backlog on some queues
             create(custom, ns, "WorkerPool", f"p{j}", pool_spec(f"q{j}", 5))
     start = time.monotonic()
     while (
@@ -147,7 +148,7 @@ def scale(api: client.ApiClient, ports: list[int], pools: int, pid: int) -> dict
     ):
         time.sleep(2)
     settled = time.monotonic() - start
-    time.sleep(20)  # the initial reconciles and scale-ups finish
+    time.sleep(60)  # the initial reconciles, scale-ups and their status writes finish
     before = {p: _commands(p) for p in ports}
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(60)
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--pools", type=int, default=1000)
     parser.add_argument("--brokers", type=int, default=50)
+    parser.add_argument("--only", choices=["reaction", "scale"], help="run one part")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="celeriac-bench-"))
     with ControlPlane() as plane, redis_servers(args.brokers + 1, work) as ports:
@@ -190,7 +192,7 @@ def main() -> None:
         try:
             while "operator running" not in log.read_text():
                 time.sleep(0.2)
-            for interval in (5, 1):
+            for interval in (5, 1) if args.only != "scale" else ():
                 times = sorted(reaction(api, ports[-1], args.runs, interval))
                 p95 = times[max(0, round(0.95 * len(times)) - 1)]
                 print(
@@ -200,6 +202,8 @@ def main() -> None:
                     flush=True,
                 )
             print(f"    {KEDA}", flush=True)
+            if args.only == "reaction":
+                return
             result = scale(api, ports[:-1], args.pools, proc.pid)
             print(
                 f"(b) {args.pools} pools across {args.brokers} brokers, one operator process: "

@@ -25,6 +25,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Secret"): ("/api/v1", "secrets"),
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
+    ("v1", "Pod"): ("/api/v1", "pods"),  # only listed (worker pods), never applied or pruned
     ("apps/v1", "StatefulSet"): ("/apis/apps/v1", "statefulsets"),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),

@@ -214,7 +214,7 @@ def _observe(
     applier.prune(
         owner.namespace,
         owner.uid,
-        [k for k in RESOURCES if k[1] != "Secret"],
+        [k for k in RESOURCES if k[1] not in ("Secret", "Pod")],
         {(o["kind"], o["metadata"]["name"]) for o in desired},
     )
     redis_ready, redis_wanted = statefulset_ready(apps, owner.namespace, names.redis)

@@ -14,7 +14,7 @@ from .autoscaler import Autoscaler
 
 PREFIX = "celeriac.io"
 BROKER_POLL_SECONDS = 5.0  # safety net; topology events arrive faster
-POOL_POLL_SECONDS = 10.0  # readiness and rollouts; specs trigger reconciles at once
+POOL_POLL_SECONDS = 20.0  # readiness, rollouts, broker and Secret changes; spec changes act at once
 
 
 def changed(status: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

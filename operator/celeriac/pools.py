@@ -14,7 +14,6 @@ from functools import lru_cache, partial
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from . import kube, reconcile
@@ -75,29 +74,32 @@ def _fingerprint(uid: str, version: str, data: tuple[tuple[str, str], ...]) -> s
     return hashlib.pbkdf2_hmac("sha256", joined, uid.encode(), 50_000).hex()[:16]
 
 
+Secret = dict[str, Any]  # as the API returns it (plain data, not typed models)
+
+
 def read_secrets(
-    core: client.CoreV1Api, namespace: str, names_: list[str]
-) -> dict[str, client.V1Secret] | Blocked:
-    out = {}
+    api: client.ApiClient, namespace: str, names_: list[str]
+) -> dict[str, Secret] | Blocked:
+    applier, out = Applier(api), {}
     for name in names_:
-        try:
-            out[name] = cached(
-                ("secret", namespace, name),
-                partial(core.read_namespaced_secret, name, namespace),
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return Blocked("BrokerNotReady", f"password Secret {name} not found")
-            raise
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"namespace": namespace, "name": name},
+        }
+        secret = cached(("secret", namespace, name), partial(applier.get, probe))
+        if secret is None:
+            return Blocked("BrokerNotReady", f"password Secret {name} not found")
+        out[name] = secret
     return out
 
 
-def secrets_fingerprint(secrets: dict[str, client.V1Secret]) -> str:
+def secrets_fingerprint(secrets: dict[str, Secret]) -> str:
     parts = []
     for name in sorted(secrets):
-        meta = secrets[name].metadata or client.V1ObjectMeta()
-        data = tuple(sorted((secrets[name].data or {}).items()))
-        parts.append(_fingerprint(str(meta.uid), str(meta.resource_version), data))
+        meta = secrets[name]["metadata"]
+        data = tuple(sorted((secrets[name].get("data") or {}).items()))
+        parts.append(_fingerprint(str(meta["uid"]), str(meta["resourceVersion"]), data))
     return ",".join(parts)
 
 
@@ -117,13 +119,12 @@ def reconcile_pool(
             status, generation, "ConfigInvalid", reconcile.validation_message(err), now
         )
     owner = Owner("WorkerPool", meta["name"], meta["namespace"], meta["uid"])
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    live = _read_deployment(apps, owner, fresh=False)
-    outcome = _reconcile(api, core, apps, owner, spec, autoscaler, live)
+    live = _read_deployment(api, owner, fresh=False)
+    outcome = _reconcile(api, owner, spec, autoscaler, live)
     if isinstance(outcome, Blocked) and _reason(status) != outcome.reason:
         emit("Warning", outcome.reason, outcome.message)
     if isinstance(outcome, Outcome) and outcome.applied:
-        live = _read_deployment(apps, owner)
+        live = _read_deployment(api, owner)
     state = _deployment_state(live)
     problem = (outcome.reason, outcome.message) if isinstance(outcome, Blocked) else None
     broker_ready = isinstance(outcome, Outcome) and outcome.broker_ready
@@ -134,12 +135,10 @@ def reconcile_pool(
 
 def _reconcile(
     api: client.ApiClient,
-    core: client.CoreV1Api,
-    apps: client.AppsV1Api,
     owner: Owner,
     spec: WorkerPoolSpec,
     autoscaler: Autoscaler | None,
-    live: client.V1Deployment | None,
+    live: Mapping[str, Any] | None,
 ) -> Blocked | Outcome:
     """Apply what can be applied, or the problem that stops it. Workers already
     running keep running while blocked: a missing broker object is no reason to
@@ -166,7 +165,7 @@ def _reconcile(
         known = autoscaler.replicas_of(pool_id) if autoscaler and lock else None
         replicas = known if known is not None else _replicas(spec, live)
         facts = PoolFacts(broker, results, replicas)
-        secrets = read_secrets(core, owner.namespace, password_secrets(owner, facts))
+        secrets = read_secrets(api, owner.namespace, password_secrets(owner, facts))
         if isinstance(secrets, Blocked):
             return secrets
         facts = PoolFacts(broker, results, replicas, secrets_fingerprint(secrets))
@@ -190,7 +189,7 @@ def _reconcile(
                     tuple(queues(spec)),
                     KeyOptions.from_transport_options(transport_key_options(spec)),
                     spec.runtime,
-                    _pods(core, owner),
+                    _pods(api, owner),
                 ),
                 f"{owner.namespace}/{broker.name}",
                 address,
@@ -240,7 +239,7 @@ def _inputs(owner: Owner, spec: WorkerPoolSpec, facts: PoolFacts) -> str:
 
 
 def _address(
-    namespace: str, broker: PoolBroker, secrets: dict[str, client.V1Secret]
+    namespace: str, broker: PoolBroker, secrets: dict[str, Secret]
 ) -> BrokerAddress | Blocked:
     """How the autoscaler reaches the broker, passwords included (kept in memory)."""
     conn = connection(broker.name, namespace, broker.spec)
@@ -249,7 +248,7 @@ def _address(
         value = None
         if ref:
             secret = secrets.get(ref.name)
-            value = secret_value(secret.data if secret else None, ref.key)
+            value = secret_value(secret.get("data") if secret else None, ref.key)
             if value is None:
                 return Blocked("BrokerNotReady", f"Secret {ref.name} has no key {ref.key}")
         passwords.append(value)
@@ -268,19 +267,17 @@ def secret_value(data: Mapping[str, Any] | None, key: str) -> str | None:
     return base64.b64decode(raw).decode() if raw is not None else None
 
 
-def _pods(core: client.CoreV1Api, owner: Owner) -> tuple[str, ...]:
+def _pods(api: client.ApiClient, owner: Owner) -> tuple[str, ...]:
     """The pool's worker pods (one list of the namespace's workers per window)."""
     pods = cached(
         ("pods", owner.namespace),
-        lambda: (
-            core.list_namespaced_pod(
-                owner.namespace, label_selector="app.kubernetes.io/component=worker"
-            ).items
+        lambda: Applier(api).list_objects(
+            "v1", "Pod", owner.namespace, "app.kubernetes.io/component=worker"
         ),
     )
-    metas = [p.metadata for p in pods if p.metadata]
+    metas = [p["metadata"] for p in pods]
     return tuple(
-        sorted(str(m.name) for m in metas if (m.labels or {}).get(POOL_LABEL) == owner.name)
+        sorted(m["name"] for m in metas if (m.get("labels") or {}).get(POOL_LABEL) == owner.name)
     )
 
 
@@ -289,51 +286,47 @@ def _reason(status: dict[str, Any]) -> str | None:
     return cond.get("reason") if cond else None
 
 
-def _deployment_state(d: client.V1Deployment | None) -> reconcile.DeploymentState | None:
-    if d is None or d.spec is None:
+def _deployment_state(d: Mapping[str, Any] | None) -> reconcile.DeploymentState | None:
+    if d is None:
         return None
-    st = d.status or client.V1DeploymentStatus()
+    spec, st = d.get("spec") or {}, d.get("status") or {}
     return reconcile.DeploymentState(
-        wanted=int(d.spec.replicas or 0),
-        replicas=int(st.replicas or 0),
-        ready=int(st.ready_replicas or 0),
-        updated=int(st.updated_replicas or 0),
-        current=(st.observed_generation or 0) >= ((d.metadata and d.metadata.generation) or 0),
+        wanted=int(spec.get("replicas") or 0),
+        replicas=int(st.get("replicas") or 0),
+        ready=int(st.get("readyReplicas") or 0),
+        updated=int(st.get("updatedReplicas") or 0),
+        current=int(st.get("observedGeneration") or 0)
+        >= int(d.get("metadata", {}).get("generation") or 0),
     )
 
 
-def _replicas(spec: WorkerPoolSpec, live: client.V1Deployment | None) -> int:
+def _replicas(spec: WorkerPoolSpec, live: Mapping[str, Any] | None) -> int:
     """spec.replicas, or with autoscaling what the Deployment has (the autoscaler
     writes it through the scale subresource; not fought), min on creation."""
     if not (spec.autoscaling and spec.autoscaling.enabled):
         return spec.replicas
-    if live is not None and live.spec is not None and live.spec.replicas is not None:
-        return int(live.spec.replicas)
-    return spec.autoscaling.min_replicas
+    replicas = (live or {}).get("spec", {}).get("replicas")
+    return int(replicas) if replicas is not None else spec.autoscaling.min_replicas
 
 
 def _read_deployment(
-    apps: client.AppsV1Api, owner: Owner, fresh: bool = True
-) -> client.V1Deployment | None:
-    """The pool's Deployment; unless `fresh`, from one list of the namespace's
-    worker Deployments per window."""
+    api: client.ApiClient, owner: Owner, fresh: bool = True
+) -> dict[str, Any] | None:
+    """The pool's Deployment as plain data (typed models cost milliseconds per
+    object to build; at a thousand pools that is the operator's main cost).
+    Unless `fresh`, from one list of the namespace's workers per window."""
     name = names(owner.name)["deployment"]
-    if not fresh:
-        listed = cached(
-            ("deployments", owner.namespace),
-            lambda: (
-                apps.list_namespaced_deployment(
-                    owner.namespace, label_selector="app.kubernetes.io/component=worker"
-                ).items
-            ),
-        )
-        return next((d for d in listed if d.metadata and d.metadata.name == name), None)
-    try:
-        return apps.read_namespaced_deployment(name, owner.namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
+    applier = Applier(api)
+    if fresh:
+        probe = {"apiVersion": "apps/v1", "kind": "Deployment"}
+        return applier.get({**probe, "metadata": {"namespace": owner.namespace, "name": name}})
+    listed = cached(
+        ("deployments", owner.namespace),
+        lambda: applier.list_objects(
+            "apps/v1", "Deployment", owner.namespace, "app.kubernetes.io/component=worker"
+        ),
+    )
+    return next((d for d in listed if d["metadata"]["name"] == name), None)
 
 
 def _apply(api: client.ApiClient, owner: Owner, spec: WorkerPoolSpec, facts: PoolFacts) -> None:
