@@ -44,7 +44,10 @@ def test_planned_failovers_lose_nothing(
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     broker = {**BROKER, "redis": {"replicas": 2}}
     create_broker(custom, namespace, broker)
-    create_pool(custom, namespace, "w", {"app": "wrongapp:app", "acksLate": True, "replicas": 2})
+    # A task running at the handover loses its connection: with late acks the worker
+    # cancels it and it is redelivered once its visibility timeout (60 s here) is up.
+    pool = {"app": "wrongapp:app", "acksLate": True, "replicas": 2, "visibilityTimeoutSeconds": 60}
+    create_pool(custom, namespace, "w", pool)
     status = wait_phase(custom, namespace, "Ready", 180)
     wait_pool_ready(custom, namespace, "w")
     password = broker_password(core, namespace)
@@ -92,7 +95,7 @@ def test_planned_failovers_lose_nothing(
     finally:
         load.stop()
         watch.stop()
-    never, wrong = load.lost()
+    never, wrong = load.lost(timeout=240)
     print(
         f"published {len(load.sent)} tasks; longest publish pause {load.longest_gap:.2f}s; "
         f"longest time without a writable master {watch.longest_gap:.2f}s; "
