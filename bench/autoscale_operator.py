@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +28,7 @@ from typing import Any
 import redis
 from kubernetes import client, watch
 
+from benchkit import running_operator
 from celeriac import kube
 from celeriac.api.crdgen import all_crds
 from celeriac.localplane.controlplane import ControlPlane
@@ -183,15 +181,7 @@ def main() -> None:
         api = kube.api_client(str(plane.kubeconfig))
         kube.apply_crds(api, all_crds())
         log = work / "operator.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac.cli", "run", "--no-local"],
-            env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            while "operator running" not in log.read_text():
-                time.sleep(0.2)
+        with running_operator(plane.kubeconfig, log) as proc:
             for interval in (5, 1) if args.only != "scale" else ():
                 times = sorted(reaction(api, ports[-1], args.runs, interval))
                 p95 = times[max(0, round(0.95 * len(times)) - 1)]
@@ -215,9 +205,6 @@ def main() -> None:
                 f"all Deployments {result['create_to_all_deployments_s']:.0f} s after creation",
                 flush=True,
             )
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
 
 
 if __name__ == "__main__":
