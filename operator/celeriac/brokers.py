@@ -7,6 +7,7 @@ import base64
 import logging
 import secrets
 import string
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -327,9 +328,23 @@ def forget_stale(
     ordinals = [reconcile.ordinal_of(str(p.metadata.name)) for p in pods if p.metadata]
     redis_hosts = [names.redis_pod(i) for i in ordinals if i is not None]
     sentinel_hosts = [h.rsplit(":", 1)[0] for h in conn.hosts]
-    for hostport in conn.hosts:
-        view = read_sentinel(hostport, password, conn.master_name or "")
-        stale = view and stale_entries(view, redis_hosts, sentinel_hosts)
+    views = {h: read_sentinel(h, password, conn.master_name or "") for h in conn.hosts}
+    masters = Counter(v.master for v in views.values() if v)
+    consensus, votes = masters.most_common(1)[0] if masters else (None, 0)
+    if consensus is None or votes <= len(conn.hosts) // 2:
+        return  # no majority view: leave the Sentinels alone
+    for hostport, view in views.items():
+        if view and view.master != consensus and view.master not in redis_hosts:
+            # It follows a master that is gone and knows no one to hear the others'
+            # announcements from: a new pod asks the others and follows the majority.
+            pod = hostport.split(".")[0]
+            core.delete_namespaced_pod(pod, names.namespace)
+            emit("Warning", "SentinelRestarted", f"{pod} still followed a gone master")
+            return
+    for hostport, view in views.items():
+        stale = (
+            view and view.master == consensus and stale_entries(view, redis_hosts, sentinel_hosts)
+        )
         if stale:
             sentinel_reset(hostport, password, conn.master_name or "")
             emit(
