@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 import string
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from . import reconcile
 from .api import WorkflowBrokerSpec
 from .apply import RESOURCES, Applier
+from .kube import secret_value
 from .observe import events
 from .observe.topology import (
     SentinelEvent,
@@ -58,8 +58,7 @@ def read_password(core: client.CoreV1Api, namespace: str, name: str, key: str) -
         if err.status == 404:
             return None
         raise
-    value = (secret.data or {}).get(key)
-    return base64.b64decode(value).decode() if value else None
+    return secret_value(secret.data, key) or None  # an empty value is no password
 
 
 def ensure_generated_secret(core: client.CoreV1Api, owner: Owner, name: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -68,3 +70,9 @@ def get_custom(
         if err.status == 404:
             return None
         raise
+
+
+def secret_value(data: Mapping[str, Any] | None, key: str) -> str | None:
+    """One key of a Secret's `data` (base64), decoded; None when absent."""
+    raw = (data or {}).get(key)
+    return base64.b64decode(raw).decode() if raw is not None else None

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import time
@@ -20,6 +19,8 @@ from . import kube, reconcile
 from .api import GROUP, VERSION, WORKFLOW_BROKER, WorkerPoolSpec, WorkflowBrokerSpec
 from .apply import Applier
 from .autoscaler import Autoscaler, Tracked
+from .conditions import get_condition
+from .kube import secret_value
 from .readcache import cached
 from .render.connection import connection
 from .render.meta import POOL_LABEL, Owner
@@ -61,9 +62,8 @@ def _broker(api: client.ApiClient, namespace: str, name: str) -> tuple[PoolBroke
         spec = WorkflowBrokerSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return Blocked("BrokerNotReady", f"WorkflowBroker {name} has an invalid spec")
-    conds = (body.get("status") or {}).get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-    return PoolBroker(name, spec), ready
+    cond = get_condition((body.get("status") or {}).get("conditions"), "Ready")
+    return PoolBroker(name, spec), bool(cond and cond.get("status") == "True")
 
 
 @lru_cache(maxsize=4096)
@@ -262,11 +262,6 @@ def _address(
     )
 
 
-def secret_value(data: Mapping[str, Any] | None, key: str) -> str | None:
-    raw = (data or {}).get(key)
-    return base64.b64decode(raw).decode() if raw is not None else None
-
-
 def _pods(api: client.ApiClient, owner: Owner) -> tuple[str, ...]:
     """The pool's worker pods (one list of the namespace's workers per window)."""
     pods = cached(
@@ -282,7 +277,7 @@ def _pods(api: client.ApiClient, owner: Owner) -> tuple[str, ...]:
 
 
 def _reason(status: dict[str, Any]) -> str | None:
-    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    cond = get_condition(status.get("conditions"), "Ready")
     return cond.get("reason") if cond else None
 
 
