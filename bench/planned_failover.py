@@ -59,6 +59,10 @@ def main() -> None:
             f"pause {pause} s, longest time without a writable master {gap} s",
             flush=True,
         )
+        print(f"    {m.string[m.start() : m.string.find(chr(10), m.start())]}", flush=True)
+        stall = out.stdout.find("a publish took over 10 s")
+        if stall >= 0:
+            print("    " + out.stdout[stall:].split("\n\n")[0].replace("\n", "\n    "), flush=True)
     if rows:
         print(
             f"{sum(r[3] for r in rows)}/{len(rows)} runs: no acknowledged publish lost; "

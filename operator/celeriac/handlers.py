@@ -11,6 +11,7 @@ import kopf
 from . import brokers, kube, metrics, pools
 from .api import GROUP, VERSION, WORKER_POOL, WORKFLOW_BROKER
 from .autoscaler import Autoscaler
+from .workerwatch import WorkerWatch
 
 PREFIX = "celeriac.io"
 BROKER_POLL_SECONDS = 5.0  # safety net; topology events arrive faster
@@ -35,11 +36,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.api = kube.api_client()
     memo.autoscaler = Autoscaler(memo.api)
     memo.autoscaler.start()
+    # Its own client: the watches hold their connections for minutes.
+    memo.workers = WorkerWatch(kube.api_client(), memo.get("namespaces") or [])
+    memo.workers.start()
 
 
 @kopf.on.cleanup()
-def stop_autoscaler(memo: kopf.Memo, **_: Any) -> None:
+def stop_background(memo: kopf.Memo, **_: Any) -> None:
     memo.autoscaler.stop()
+    memo.workers.stop()
 
 
 @kopf.on.login()
@@ -92,7 +97,7 @@ def reconcile_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
         kopf.event(body, type=type_, reason=reason, message=message)
 
     with metrics.counted("WorkerPool"):
-        new = pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler)
+        new = pools.reconcile_pool(memo.api, dict(body), emit, memo.autoscaler, memo.workers)
         patch.status.update(changed(body.get("status") or {}, new))
 
 

@@ -126,6 +126,20 @@ NAMESPACED: tuple[Grant, ...] = (
         r"list_namespaced_pod\(",
     ),
     Grant(
+        "apps",
+        "deployments",
+        ("watch",),
+        "pool reconciles read worker Deployments from a watch",
+        r'Mirror\(api, "apps/v1", "Deployment"',
+    ),
+    Grant(
+        "",
+        "pods",
+        ("watch",),
+        "pool reconciles read worker pods from a watch",
+        r'Mirror\(api, "v1", "Pod"',
+    ),
+    Grant(
         "",
         "pods",
         ("patch",),

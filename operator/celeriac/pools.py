@@ -38,6 +38,7 @@ from .scaling import policy
 from .scaling.keys import KeyOptions
 from .scaling.measure import BrokerAddress, PoolQuery
 from .scaling.poller import Registration
+from .workerwatch import WorkerWatch
 
 log = logging.getLogger("celeriac.pool")
 Emit = Callable[[str, str, str], None]  # (type, reason, message) -> a Kubernetes Event
@@ -108,8 +109,10 @@ def reconcile_pool(
     body: dict[str, Any],
     emit: Emit,
     autoscaler: Autoscaler | None = None,
+    watch: WorkerWatch | None = None,
 ) -> dict[str, Any]:
-    """One reconcile; returns the status patch."""
+    """One reconcile; returns the status patch. `watch`, when synced, answers the
+    reads of the Deployment and the worker pods."""
     meta, status = body["metadata"], body.get("status") or {}
     generation, now = meta["generation"], reconcile.now()
     try:
@@ -119,8 +122,10 @@ def reconcile_pool(
             status, generation, "ConfigInvalid", reconcile.validation_message(err), now
         )
     owner = Owner("WorkerPool", meta["name"], meta["namespace"], meta["uid"])
-    live = _read_deployment(api, owner, fresh=False)
-    outcome = _reconcile(api, owner, spec, autoscaler, live)
+    seen = watch if watch and watch.synced else None
+    name = names(owner.name)["deployment"]
+    live = seen.deployment(owner.namespace, name) if seen else _listed_deployment(api, owner)
+    outcome = _reconcile(api, owner, spec, autoscaler, live, seen)
     if isinstance(outcome, Blocked) and _reason(status) != outcome.reason:
         emit("Warning", outcome.reason, outcome.message)
     if isinstance(outcome, Outcome) and outcome.applied:
@@ -139,6 +144,7 @@ def _reconcile(
     spec: WorkerPoolSpec,
     autoscaler: Autoscaler | None,
     live: Mapping[str, Any] | None,
+    seen: WorkerWatch | None,
 ) -> Blocked | Outcome:
     """Apply what can be applied, or the problem that stops it. Workers already
     running keep running while blocked: a missing broker object is no reason to
@@ -189,7 +195,7 @@ def _reconcile(
                     tuple(queues(spec)),
                     KeyOptions.from_transport_options(transport_key_options(spec)),
                     spec.runtime,
-                    _pods(api, owner),
+                    seen.pods(owner.namespace, owner.name) if seen else _pods(api, owner),
                 ),
                 f"{owner.namespace}/{broker.name}",
                 address,
@@ -304,17 +310,18 @@ def _replicas(spec: WorkerPoolSpec, live: Mapping[str, Any] | None) -> int:
     return int(replicas) if replicas is not None else spec.autoscaling.min_replicas
 
 
-def _read_deployment(
-    api: client.ApiClient, owner: Owner, fresh: bool = True
-) -> dict[str, Any] | None:
+def _read_deployment(api: client.ApiClient, owner: Owner) -> dict[str, Any] | None:
     """The pool's Deployment as plain data (typed models cost milliseconds per
-    object to build; at a thousand pools that is the operator's main cost).
-    Unless `fresh`, from one list of the namespace's workers per window."""
+    object to build; at a thousand pools that is the operator's main cost)."""
+    name = names(owner.name)["deployment"]
+    probe = {"apiVersion": "apps/v1", "kind": "Deployment"}
+    return Applier(api).get({**probe, "metadata": {"namespace": owner.namespace, "name": name}})
+
+
+def _listed_deployment(api: client.ApiClient, owner: Owner) -> dict[str, Any] | None:
+    """Without a synced watch: from one list of the namespace's workers per window."""
     name = names(owner.name)["deployment"]
     applier = Applier(api)
-    if fresh:
-        probe = {"apiVersion": "apps/v1", "kind": "Deployment"}
-        return applier.get({**probe, "metadata": {"namespace": owner.namespace, "name": name}})
     listed = cached(
         ("deployments", owner.namespace),
         lambda: applier.list_objects(

@@ -120,6 +120,7 @@ def run(
                 peering_name=peering,
                 priority=priority,
                 liveness_endpoint=liveness,
+                memo=kopf.Memo(namespaces=list(namespaces)),
             )
         )
         say("operator stopped")

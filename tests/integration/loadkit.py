@@ -3,8 +3,10 @@ tests and benchmarks of planned failovers (no acknowledged task or result lost).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +15,11 @@ from celery import Celery
 from redis.sentinel import Sentinel
 
 
-def producer_app(connection: dict[str, Any], password: str) -> Celery:
-    """A Celery client configured from a broker's published connection info."""
+def producer_app(connection: dict[str, Any], password: str, results: bool = True) -> Celery:
+    """A Celery client configured from a broker's published connection info.
+    Without `results` it only publishes: Celery's Redis backend otherwise
+    subscribes to every sent task's result channel on one connection that nobody
+    reads until the end, and a long load stalls on that socket."""
 
     def with_password(url: str) -> str:
         return url.replace("sentinel://", f"sentinel://:{password}@")
@@ -23,7 +28,7 @@ def producer_app(connection: dict[str, Any], password: str) -> Celery:
     app = Celery("producer")
     app.conf.update(
         broker_url=with_password(connection["brokerURL"]),
-        result_backend=with_password(connection["resultBackendURL"]),
+        result_backend=with_password(connection["resultBackendURL"]) if results else None,
         broker_transport_options=options,
         result_backend_transport_options=options,
         broker_connection_retry_on_startup=True,
@@ -35,28 +40,42 @@ def producer_app(connection: dict[str, Any], password: str) -> Celery:
 class Load:
     """Publishes `wrongapp.add(i, 0)` every `interval` seconds until stopped."""
 
-    app: Celery
+    app: Celery  # publishes (without a result backend)
+    results: Celery  # reads the results
     interval: float = 0.02
     sent: dict[int, str] = field(default_factory=dict)  # i -> task id, once acknowledged
     errors: int = 0
     longest_gap: float = 0.0  # longest time between two acknowledged publishes
     gap_at: float = 0.0  # monotonic time the longest gap began
+    stall: str = ""  # where the publisher stood the first time one publish took > 10 s
+    _since: float | None = None  # monotonic start of the publish in flight
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watch_stall, daemon=True).start()
+
+    def _watch_stall(self) -> None:
+        while not self._stop.wait(1) and not self.stall:
+            since, thread = self._since, self._thread
+            if since is not None and time.monotonic() - since > 10 and thread is not None:
+                frame = sys._current_frames().get(thread.ident or 0)
+                self.stall = "".join(traceback.format_stack(frame)[-8:]) if frame else "?"
 
     def _run(self) -> None:
         i, last = 0, time.monotonic()
         retry = {"max_retries": None, "interval_start": 0, "interval_step": 0.2}
         while not self._stop.is_set():
+            self._since = time.monotonic()
             try:
                 result = self.app.send_task("wrongapp.add", (i, 0), retry=True, retry_policy=retry)
             except Exception:
                 self.errors += 1
                 continue
+            finally:
+                self._since = None
             now = time.monotonic()
             if now - last > self.longest_gap:
                 self.longest_gap, self.gap_at = now - last, last
@@ -73,7 +92,7 @@ class Load:
         deadline = time.monotonic() + timeout
         never, wrong = [], []
         for i, task_id in self.sent.items():
-            res = self.app.AsyncResult(task_id)
+            res = self.results.AsyncResult(task_id)
             try:
                 value = res.get(timeout=max(1.0, deadline - time.monotonic()))
             except Exception:

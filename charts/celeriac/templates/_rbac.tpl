@@ -39,15 +39,15 @@ is the reasoned list these must equal; tests/integration/test_chart.py checks bo
 # through the scale subresource.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments/scale]
   verbs: [patch]
 # Role labels on Redis pods, OnDelete rollouts; the autoscaler lists worker pods
-# and sets their deletion cost.
+# and sets their deletion cost; pool reconciles watch worker pods.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, patch, delete]
+  verbs: [list, watch, patch, delete]
 {{- end -}}
 
 {{- define "celeriac.namespacedPeeringRule" -}}

@@ -181,8 +181,11 @@ class Container:
 
     # -- stopping -------------------------------------------------------------------
 
-    def begin_stop(self, deadline: float, wake: Callable[[], None]) -> None:
-        """preStop, SIGTERM, SIGKILL at the deadline; on a thread, once per instance."""
+    def begin_stop(
+        self, deadline: float, wake: Callable[[], None], hook_log: Path | None = None
+    ) -> None:
+        """preStop, SIGTERM, SIGKILL at the deadline; on a thread, once per instance.
+        A kubelet keeps no preStop output; here it goes to `hook_log`, for debugging."""
         if self.proc is None or self.stopper is not None:
             return
         proc, target = self.proc, self.target
@@ -191,7 +194,11 @@ class Container:
         def stop() -> None:
             kill_at = deadline
             if hook and target is not None and proc.poll() is None:
-                run_hook(hook, target, deadline - time.monotonic())
+                ok, output = run_hook(hook, target, deadline - time.monotonic())
+                if hook_log is not None:
+                    with contextlib.suppress(OSError), hook_log.open("a") as f:
+                        f.write(output if output.endswith("\n") or not output else output + "\n")
+                        f.write(f"(preStop {'succeeded' if ok else 'failed'})\n")
                 kill_at = max(deadline, time.monotonic() + MIN_TERM_SECONDS)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)

@@ -216,7 +216,7 @@ class PodWorker:
                     c.kill_reason,
                     c.name,
                 )
-                c.begin_stop(now + self._grace_for(c), self._wake_up)
+                c.begin_stop(now + self._grace_for(c), self._wake_up, self._hook_log(c))
             if c.record.state.get("waiting", {}).get("reason") == "ErrImagePull" and (
                 now >= c.show_backoff_at
             ):
@@ -230,6 +230,9 @@ class PodWorker:
                     self._start(c)
         for c in self.init + self.main:
             c.refresh_flags()
+
+    def _hook_log(self, c: Container) -> Path:
+        return self.dir / "logs" / c.name / "prestop.log"
 
     def _grace_for(self, c: Container) -> float:
         probe = c.spec.get(f"{c.kill_reason}Probe") or {}
@@ -372,7 +375,7 @@ class PodWorker:
         deadline = time.monotonic() + grace
         log.info("pod %s/%s: deleting, grace %ss", self.namespace, self.name, grace)
         for c in self.init + self.main:
-            c.begin_stop(deadline, self._wake_up)
+            c.begin_stop(deadline, self._wake_up, self._hook_log(c))
         while not self._killed.is_set():
             for c in self.init + self.main:
                 terminated = c.reap()

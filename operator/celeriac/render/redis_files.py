@@ -214,9 +214,26 @@ info=$(rcli 127.0.0.1 6379 INFO replication)
 echo "$info" | grep -q '^connected_slaves:[1-9]' || { log "no replica to hand over to"; exit 0; }
 rcli 127.0.0.1 6379 CLIENT PAUSE 30000 WRITE >/dev/null
 offset=$(rcli 127.0.0.1 6379 INFO replication | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p')
+# EVERY online replica must hold every acknowledged write, not just one: the
+# Sentinels choose whom to promote from offsets they read seconds ago, so they may
+# well pick one that still lags.
+behind() {
+  rcli 127.0.0.1 6379 INFO replication | awk -F'[,=:]' -v want="$offset" '
+    /^slave[0-9]+:/ {
+      st = ""; off = 0
+      for (i = 1; i < NF; i++) {
+        if ($i == "state") st = $(i + 1)
+        if ($i == "offset") off = $(i + 1)
+      }
+      if (st == "online" && off + 0 < want + 0) n++
+    }
+    END { print n + 0 }'
+}
 tries=0
-until rcli 127.0.0.1 6379 INFO replication | grep '^slave[0-9]*:' | grep -q "offset=$offset,"; do
-  tries=$((tries + 1)); [ "$tries" -gt 100 ] && break; sleep 0.1
+until [ "$(behind)" = 0 ]; do
+  tries=$((tries + 1))
+  [ "$tries" -gt 100 ] && { log "$(behind) replica(s) still behind after 10 s"; break; }
+  sleep 0.1
 done
 for s in $SENTINEL_HOSTS; do
   rcli "$s" 26379 SENTINEL FAILOVER "$MASTER_NAME" | grep -q OK && break

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -108,6 +109,44 @@ def _report_busy(app: Any, s: dict[str, Any]) -> None:
     celeriac_busy.install(app, key=s["busyKey"] + pod)
 
 
+# How long a popped message's record as unacknowledged is retried: a planned
+# failover takes seconds, one after a crash Sentinel's down-after time more.
+RECORD_SECONDS = 60.0
+
+
+def _record_popped_messages() -> None:
+    """kombu's Redis transport takes a message off its list (BRPOP) and records it
+    as unacknowledged in a second request. A failover between the two (the write
+    paused, then refused by the demoted master) lost the message: it was in no
+    list and in no `unacked` hash. Retry the record until the current master,
+    resolved through Sentinel again, takes it. Safe: the record is one MULTI/EXEC,
+    and a message recorded twice is at worst delivered twice (late acks)."""
+    try:
+        from kombu.transport import redis as transport
+        from redis import exceptions
+    except ImportError:
+        return
+    record = transport.QoS.append
+    if getattr(record, "retried", False):
+        return
+    retryable = (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ReadOnlyError)
+
+    def append(self: Any, message: Any, delivery_tag: Any) -> None:
+        deadline, delay = time.monotonic() + RECORD_SECONDS, 0.1
+        while True:
+            try:
+                record(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+                return
+            except retryable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    append.retried = True  # type: ignore[attr-defined]
+    transport.QoS.append = append  # type: ignore[method-assign]
+
+
 def configured_app() -> Any:
     from celery.app.utils import find_app
 
@@ -120,6 +159,7 @@ def configured_app() -> Any:
     app.conf.update(overrides(s, current))
     _mark_ready(s["readyFile"])
     _report_busy(app, s)
+    _record_popped_messages()
     return app
 
 
@@ -204,6 +244,7 @@ def main() -> None:
     for var in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         os.environ.pop(var, None)  # PyWorkflow builds its own app from the above
     _redis_passwords(broker)
+    _record_popped_messages()
     _mark_ready(s["readyFile"])
     from pyworkflow.cli import main as pyworkflow_main  # type: ignore[import-untyped]
 
