@@ -72,15 +72,25 @@ def failover(
     old = status["master"]["pod"]
     pod = core.read_namespaced_pod(old, ns)
     pid = int(pod.status.container_statuses[0].container_id.removeprefix("localnode://"))
-    sentinel = f"b-sentinel-0.b-sentinel-headless.{ns}.svc.cluster.local"
-    with redis.Redis(host=sentinel, port=26379, password=pw) as s:
-        sub = s.pubsub()
+    # Every Sentinel: they announce +switch-master up to seconds apart; the clock
+    # starts at the first announcement.
+    hosts = [f"b-sentinel-{i}.b-sentinel-headless.{ns}.svc.cluster.local" for i in range(3)]
+    subs = []
+    for host in hosts:
+        sub = redis.Redis(host=host, port=26379, password=pw).pubsub()
         sub.subscribe("+switch-master")
-        until(lambda: sub.get_message(timeout=0.1))  # the subscribe confirmation
-        killed = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-        message = until(lambda: sub.get_message(timeout=0.1), interval=0)
-        switched = time.monotonic()
+        until(lambda sub=sub: sub.get_message(timeout=0.1))  # the subscribe confirmation
+        subs.append(sub)
+
+    def first() -> Any:
+        return next((m for sub in subs if (m := sub.get_message(timeout=0.005))), None)
+
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    message = until(first, interval=0)
+    switched = time.monotonic()
+    for sub in subs:
+        sub.close()
     new = message["data"].decode().split()[3].split(".")[0]
 
     def labelled() -> bool:

@@ -15,8 +15,7 @@ from test_broker import broker_status, create_broker, wait_phase
 from test_pool import BROKER, broker_password, create_pool, wait_pool_ready
 from waiting import wait_for
 
-# Run by bench/planned_failover.py, not by the suite: a task can still be lost at the
-# handover (see README, Brokers), so this scenario is measured, not yet a gate.
+# Repeated by bench/planned_failover.py (about 2 min a run), not run by every CI run.
 pytestmark = [pytest.mark.integration, pytest.mark.bench]
 G, V = "celeriac.io", "v1alpha1"
 
@@ -46,8 +45,8 @@ def test_planned_failovers_lose_nothing(
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     broker = {**BROKER, "redis": {"replicas": 2}}
     create_broker(custom, namespace, broker)
-    # A task executing at the handover loses its connection and is cancelled (late
-    # acks); kombu may then lose it on the worker side (see the bench and README).
+    # Late acks: a task executing at the handover loses its connection, is cancelled
+    # and delivered again; it must still complete exactly with its result.
     pool = {"app": "wrongapp:app", "acksLate": True, "replicas": 2, "visibilityTimeoutSeconds": 60}
     create_pool(custom, namespace, "w", pool)
     status = wait_phase(custom, namespace, "Ready", 180)
