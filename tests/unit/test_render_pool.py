@@ -97,10 +97,10 @@ def test_warns_when_visibility_timeout_is_shorter_than_a_time_limit() -> None:
     assert warnings(pool(timeLimitSeconds=60)) == []
 
 
-def test_acks_late_cancels_long_running_tasks_on_connection_loss() -> None:
+def test_acks_late_lets_running_tasks_finish_after_a_connection_loss() -> None:
     conf = settings_of(objects(pool(acksLate=True)))["conf"]
     assert conf["task_acks_late"] is True
-    assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
+    assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is False
     assert "task_acks_late" not in settings_of(objects(pool()))["conf"]
 
 

@@ -135,9 +135,11 @@ def worker_conf(spec: WorkerPoolSpec) -> dict[str, Any]:
     }
     if spec.acks_late is not None:
         conf["task_acks_late"] = spec.acks_late
-        # With late acks a task whose broker connection broke is redelivered anyway;
-        # cancelling it avoids running it twice at once after a failover.
-        conf["worker_cancel_long_running_tasks_on_connection_loss"] = spec.acks_late
+        # Off (Celery 6 turns it on): on Redis an ack still lands after a reconnect,
+        # so a running task may finish. Cancelling it at a failover lost it: the
+        # cancel writes a RETRY state over the broken connection, fails, and Celery
+        # then records the killed task as revoked and ACKS its message.
+        conf["worker_cancel_long_running_tasks_on_connection_loss"] = False
     optional = {
         "task_soft_time_limit": spec.soft_time_limit_seconds,
         "task_time_limit": spec.time_limit_seconds,
