@@ -49,7 +49,7 @@ class Mirror:
         self.probe = {"apiVersion": api_version, "kind": kind, "metadata": {}}
         self.scopes: tuple[str | None, ...] = tuple(namespaces) or (None,)
         self._lock = threading.Lock()
-        self._objects: dict[tuple[str, str], Any] = {}
+        self._objects: dict[str, dict[str, Any]] = {}  # namespace -> name -> projection
         self._synced: set[str | None] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -82,11 +82,11 @@ class Mirror:
 
     def get(self, namespace: str, name: str) -> Any | None:
         with self._lock:
-            return self._objects.get((namespace, name))
+            return self._objects.get(namespace, {}).get(name)
 
     def items(self, namespace: str) -> list[Any]:
         with self._lock:
-            return [v for (ns, _), v in self._objects.items() if ns == namespace]
+            return list(self._objects.get(namespace, {}).values())
 
     def _path(self, scope: str | None) -> str:
         return object_path({**self.probe, "metadata": {"namespace": scope}})
@@ -113,12 +113,15 @@ class Mirror:
         listed = Applier(self.api)._call(
             "GET", self._path(scope), query=[("labelSelector", self.selector)]
         )
-        fresh = {_key(o): self.project(o) for o in listed.get("items", [])}
+        fresh: dict[str, dict[str, Any]] = {}
+        for obj in listed.get("items", []):
+            ns, name = _key(obj)
+            fresh.setdefault(ns, {})[name] = self.project(obj)
         with self._lock:
-            for key in [k for k in self._objects if scope is None or k[0] == scope]:
-                if key not in fresh:
-                    del self._objects[key]
-            self._objects.update(fresh)
+            if scope is None:
+                self._objects = fresh
+            else:
+                self._objects[scope] = fresh.get(scope, {})
             self._synced.add(scope)
         return str(listed["metadata"]["resourceVersion"])
 
@@ -140,11 +143,12 @@ class Mirror:
             version = obj["metadata"]["resourceVersion"]
             if kind == "BOOKMARK":
                 continue
+            (ns, name), value = _key(obj), None if kind == "DELETED" else self.project(obj)
             with self._lock:
-                if kind == "DELETED":
-                    self._objects.pop(_key(obj), None)
+                if value is None:
+                    self._objects.get(ns, {}).pop(name, None)
                 else:
-                    self._objects[_key(obj)] = self.project(obj)
+                    self._objects.setdefault(ns, {})[name] = value
         return version
 
     def _events(self, scope: str | None, query: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
