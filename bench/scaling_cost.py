@@ -17,7 +17,6 @@ import json
 import random
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import redis
 
+from celeriac.localplane.controlplane import free_ports
 from celeriac.scaling import reporter
 from celeriac.scaling.counts import PoolMeasurement
 from celeriac.scaling.keys import KeyOptions, busy_key
@@ -40,25 +40,17 @@ POOLS_PER_BROKER = 20
 INTERVAL = 5.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def redis_servers(n: int, workdir: Path) -> Iterator[list[int]]:
     procs: list[subprocess.Popen[bytes]] = []
-    ports: list[int] = []
+    ports = free_ports(n)
     try:
-        for i in range(n):
-            port = free_port()
+        for i, port in enumerate(ports):
             d = workdir / f"r{i}"
             d.mkdir()
             args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(d)]
             args += ["--save", "", "--appendonly", "no", "--logfile", "redis.log"]
             procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
-            ports.append(port)
         for port in ports:
             client = redis.Redis(port=port)
             deadline = time.monotonic() + 10

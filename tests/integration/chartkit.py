@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -65,17 +64,3 @@ def sources(exclude: Path) -> str:
 def release_name(namespace: str) -> str:
     """A release name unique per test namespace (cluster-scoped objects carry it)."""
     return "celeriac-" + re.sub(r"[^a-z0-9]", "", namespace)[-5:]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all sockets stay open until all are picked)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

@@ -20,7 +20,6 @@ import yaml
 from apirecorder import ApiRecorder
 from chartkit import (
     CHART,
-    free_ports,
     granted,
     of_kind,
     operator_args,
@@ -33,6 +32,7 @@ from waiting import wait_for
 
 from celeriac import permissions
 from celeriac.apply import MANAGED_BY, OWNER_LABEL
+from celeriac.localplane.controlplane import free_ports
 from helpers import Kubectl
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,6 @@ redis-server and redis-sentinel processes on loopback."""
 from __future__ import annotations
 
 import base64
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,20 +15,16 @@ from kubernetes import client
 from test_broker import broker_status, condition, create_broker, wait_phase
 from waiting import wait_for
 
+from celeriac.localplane.controlplane import free_ports
+
 pytestmark = pytest.mark.integration
 PASSWORD = "ext-Pa55/word"  # not URL-safe on purpose
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A password-protected redis-server and one Sentinel (also protected) watching it."""
-    redis_port, sentinel_port = free_port(), free_port()
+    redis_port, sentinel_port = free_ports(2)
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
         f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"

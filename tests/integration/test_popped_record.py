@@ -18,8 +18,9 @@ import kombu
 import pytest
 import redis
 from kombu.transport import redis as transport
-from redis_server import free_port
 from waiting import wait_for
+
+from celeriac.localplane.controlplane import free_ports
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(Path(__file__).parents[2] / "operator/celeriac/workerfiles"))
@@ -35,7 +36,7 @@ def _server(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[dict[str, int]]:
     """A master, its replica and one Sentinel (quorum 1) watching them."""
-    ports = {"a": free_port(), "b": free_port(), "sentinel": free_port()}
+    ports = dict(zip(("a", "b", "sentinel"), free_ports(3), strict=True))
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
         f"port {ports['sentinel']}\nbind 127.0.0.1\ndir {tmp_path}\n"

@@ -71,7 +71,7 @@ class _Process:
     log: Path
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Distinct free loopback ports; sockets stay open until all are picked."""
     socks = []
     try:
@@ -237,7 +237,7 @@ class ControlPlane:
         shutil.rmtree(wd / "etcd", ignore_errors=True)
         self._pki = pki = write_control_plane_pki(wd / "pki", service_ip=SERVICE_IP)
         roles = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
-        self._ports = dict(zip(roles, _free_ports(len(roles)), strict=True))
+        self._ports = dict(zip(roles, free_ports(len(roles)), strict=True))
         p = self._ports
 
         kcm_token, sched_token = secrets.token_hex(24), secrets.token_hex(24)
